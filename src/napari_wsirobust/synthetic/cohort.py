@@ -1,0 +1,280 @@
+"""The synthetic multi-scanner cohort: patients, scanners, labels, splits and a cohort CSV.
+
+Design (defaults): three scanner profiles A, B, C; every patient has one tissue (normal or tumour)
+scanned on a *home* scanner. Splits are by patient:
+
+- ``train``, ``val``, ``test_id``: *confounded* - ``confound`` (90 %) of tumour patients are scanned
+  on scanner A and the same fraction of normal patients on the other scanners, so scanner predicts
+  the label as well as the tissue does;
+- ``test_ood``: scanner and label independent (every label x scanner cell equally filled), and each
+  of these patients is also re-scanned on every other profile (``swapped = 1``): same tissue, other
+  scanner, the test bed for scanner-swap robustness.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .profiles import SCANNER_PROFILES, get_profile
+from .slide import SyntheticSlideSpec, ground_truth_path_for, write_synthetic_slide
+from .tissue import TissueSpec
+
+COHORT_CSV = "cohort.csv"
+COHORT_JSON = "cohort.json"
+CSV_COLUMNS = [
+    "slide_id",
+    "path",
+    "label",
+    "scanner",
+    "patient",
+    "split",
+    "swapped",
+    "home_scanner",
+    "tissue_seed",
+    "ground_truth",
+]
+LABELS = ("normal", "tumour")
+
+
+@dataclass(frozen=True)
+class CohortConfig:
+    """Size and design of the synthetic cohort; the defaults generate in well under a minute."""
+
+    seed: int = 2026
+    scanners: tuple[str, ...] = ("A", "B", "C")
+    confounded_scanner: str = "A"
+    confound: float = 0.9
+    patients_train: int = 20
+    patients_val: int = 6
+    patients_test_id: int = 6
+    ood_patients_per_cell: int = 2
+    swap_ood: bool = True
+    width: int = 2048
+    height: int = 1536
+    mpp: float = 0.5
+    workers: int = field(default=0, compare=False)  # 0: one per CPU core
+
+    def __post_init__(self) -> None:
+        for s in self.scanners:
+            get_profile(s)
+        if self.confounded_scanner not in self.scanners:
+            raise ValueError("confounded_scanner must be one of the cohort's scanners")
+        if len(self.scanners) < 2:
+            raise ValueError("a multi-scanner cohort needs at least two scanners")
+        if not 0.5 <= self.confound <= 1.0:
+            raise ValueError("confound must be within 0.5..1.0")
+
+    def identity(self) -> str:
+        """Hash of everything that changes the generated pixels (not the worker count)."""
+        data = asdict(self)
+        data.pop("workers")
+        data["profiles"] = [SCANNER_PROFILES[s].to_dict() for s in self.scanners]
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CohortSlide:
+    """One row of the cohort table."""
+
+    slide_id: str
+    label: str
+    scanner: str
+    patient: str
+    split: str
+    swapped: bool
+    home_scanner: str
+    tissue: TissueSpec
+
+    @property
+    def filename(self) -> str:
+        return f"{self.slide_id}.tiff"
+
+
+def _confounded_scanners(
+    n: int, label: str, cfg: CohortConfig, rng: np.random.Generator
+) -> list[str]:
+    """Scanners for ``n`` patients of ``label`` in a confounded split."""
+    others = [s for s in cfg.scanners if s != cfg.confounded_scanner]
+    n_major = int(round(cfg.confound * n))
+    if label == "tumour":
+        chosen = [cfg.confounded_scanner] * n_major
+        chosen += [others[i % len(others)] for i in range(n - n_major)]
+    else:
+        chosen = [others[i % len(others)] for i in range(n_major)]
+        chosen += [cfg.confounded_scanner] * (n - n_major)
+    rng.shuffle(chosen)
+    return chosen
+
+
+def plan_cohort(cfg: CohortConfig) -> list[CohortSlide]:
+    """Every slide of the cohort, deterministically from ``cfg.seed``."""
+    rng = np.random.default_rng([cfg.seed, 7])
+    slides: list[CohortSlide] = []
+    patient_index = 0
+
+    def new_tissue(tumour: bool) -> TissueSpec:
+        nonlocal patient_index
+        patient_index += 1
+        return TissueSpec(
+            seed=cfg.seed * 10_000 + patient_index,
+            tumour=tumour,
+            width=cfg.width,
+            height=cfg.height,
+            mpp=cfg.mpp,
+            tissue_coverage=float(rng.uniform(0.45, 0.65)),
+            tumour_fraction=float(rng.uniform(0.2, 0.4)),
+        )
+
+    def add(label: str, scanner: str, split: str, swap_to: tuple[str, ...] = ()) -> None:
+        tissue = new_tissue(label == "tumour")
+        patient = f"P{patient_index:03d}"
+        for s in (scanner, *swap_to):
+            slides.append(
+                CohortSlide(
+                    slide_id=f"{patient}_{s}",
+                    label=label,
+                    scanner=s,
+                    patient=patient,
+                    split=split,
+                    swapped=s != scanner,
+                    home_scanner=scanner,
+                    tissue=tissue,
+                )
+            )
+
+    for split, n in (
+        ("train", cfg.patients_train),
+        ("val", cfg.patients_val),
+        ("test_id", cfg.patients_test_id),
+    ):
+        n_tumour = n // 2
+        for label, count in (("tumour", n_tumour), ("normal", n - n_tumour)):
+            for scanner in _confounded_scanners(count, label, cfg, rng):
+                add(label, scanner, split)
+    for label in LABELS:
+        for scanner in cfg.scanners:
+            for _ in range(cfg.ood_patients_per_cell):
+                swaps = tuple(s for s in cfg.scanners if s != scanner) if cfg.swap_ood else ()
+                add(label, scanner, "test_ood", swaps)
+    return slides
+
+
+def _render_one(args: tuple[CohortSlide, str]) -> str:
+    slide, out_dir = args
+    path = Path(out_dir) / "slides" / slide.filename
+    if not (path.exists() and ground_truth_path_for(path).exists()):
+        write_synthetic_slide(SyntheticSlideSpec.make(slide.tissue, slide.scanner), path)
+    return slide.slide_id
+
+
+def cohort_is_complete(out_dir: str | os.PathLike[str], cfg: CohortConfig) -> bool:
+    """True when ``out_dir`` holds a finished cohort generated with this configuration."""
+    out = Path(out_dir)
+    try:
+        meta = json.loads((out / COHORT_JSON).read_text())
+    except (OSError, ValueError):
+        return False
+    if meta.get("identity") != cfg.identity():
+        return False
+    rows = read_cohort_csv(out / COHORT_CSV)
+    return all(Path(r["path"]).exists() and Path(r["ground_truth"]).exists() for r in rows)
+
+
+def generate_cohort(
+    out_dir: str | os.PathLike[str], cfg: CohortConfig | None = None, force: bool = False
+) -> Path:
+    """Generate (or complete) the cohort in ``out_dir`` and return the cohort CSV path.
+
+    Slides already present are kept (a half-written slide never has its final name), so an
+    interrupted run resumes. A cohort generated with another configuration is refused unless
+    ``force``, which regenerates every slide.
+    """
+    cfg = cfg or CohortConfig()
+    out = Path(out_dir)
+    meta_path = out / COHORT_JSON
+    if meta_path.exists():
+        try:
+            old = json.loads(meta_path.read_text()).get("identity")
+        except ValueError:
+            old = None
+        if old != cfg.identity():
+            if not force:
+                raise FileExistsError(
+                    f"{out} holds a cohort generated with other settings; "
+                    "choose another folder or pass force=True (--force) to regenerate it"
+                )
+            for p in (out / "slides").glob("*"):
+                p.unlink()
+    (out / "slides").mkdir(parents=True, exist_ok=True)
+    plan = plan_cohort(cfg)
+    workers = cfg.workers or os.cpu_count() or 1
+    jobs = [(s, str(out)) for s in plan]
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(_render_one, jobs, chunksize=1))
+    else:
+        for job in jobs:
+            _render_one(job)
+    _write_csv(out / COHORT_CSV, plan)
+    meta = {
+        "identity": cfg.identity(),
+        "config": {k: v for k, v in asdict(cfg).items() if k != "workers"},
+        "profiles": {s: SCANNER_PROFILES[s].to_dict() for s in cfg.scanners},
+        "n_slides": len(plan),
+        "n_patients": len({s.patient for s in plan}),
+    }
+    tmp = meta_path.with_name(COHORT_JSON + ".partial")
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, meta_path)
+    return out / COHORT_CSV
+
+
+def _write_csv(path: Path, plan: list[CohortSlide]) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for s in plan:
+            writer.writerow(
+                {
+                    "slide_id": s.slide_id,
+                    "path": f"slides/{s.filename}",
+                    "label": s.label,
+                    "scanner": s.scanner,
+                    "patient": s.patient,
+                    "split": s.split,
+                    "swapped": int(s.swapped),
+                    "home_scanner": s.home_scanner,
+                    "tissue_seed": s.tissue.seed,
+                    "ground_truth": f"slides/{s.filename}.gt.npz",
+                }
+            )
+    os.replace(tmp, path)
+
+
+def read_cohort_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """Rows of a cohort CSV with ``path`` and ``ground_truth`` resolved against the CSV's folder.
+
+    Required columns: slide path (``path``), ``label``, ``scanner``, ``patient``, ``split``.
+    """
+    path = Path(path)
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"path", "label", "scanner", "patient", "split"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path}: cohort CSV lacks column(s) {sorted(missing)}")
+        rows = list(reader)
+    for row in rows:
+        for key in ("path", "ground_truth"):
+            value = row.get(key)
+            if value and not Path(value).is_absolute():
+                row[key] = str((path.parent / value).resolve())
+    return rows
