@@ -1,0 +1,1 @@
+"""Qt/magicgui dock widgets (thin: they build configs and call the compute packages)."""

@@ -1,0 +1,107 @@
+"""Slide info dock widget: open slides with clear errors, show metadata, fix a missing MPP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, TextEdit
+from napari.utils.notifications import show_error, show_info
+
+from ..io import SlideError, open_slide
+from ..io.describe import format_metadata
+from ..io.slide import LAYER_METADATA_KEY, PLAUSIBLE_MPP_RANGE
+
+if TYPE_CHECKING:
+    import napari
+
+
+def slide_layers(viewer: napari.Viewer) -> list[Any]:
+    """Image layers that came from this plugin's reader (they carry slide metadata)."""
+    return [layer for layer in viewer.layers if LAYER_METADATA_KEY in layer.metadata]
+
+
+class SlideInfoWidget(Container):
+    """Open a slide, read its metadata and override its pixel size."""
+
+    def __init__(self, viewer: napari.Viewer) -> None:
+        self._viewer = viewer
+        self._file_edit = FileEdit(label="Slide file", mode="r", filter="*.svs *.tif *.tiff *.ndpi *.scn *.bif")
+        self._open_button = PushButton(text="Open slide")
+        self._layer_edit = ComboBox(label="Slide layer", choices=self._layer_choices)
+        self._info_edit = TextEdit(value="", enabled=True)
+        self._info_edit.native.setReadOnly(True)
+        self._mpp_edit = FloatSpinBox(
+            label="MPP override (µm/px)",
+            value=0.5,
+            min=PLAUSIBLE_MPP_RANGE[0],
+            max=PLAUSIBLE_MPP_RANGE[1],
+            step=0.001,
+        )
+        self._apply_mpp_button = PushButton(text="Apply MPP")
+        self._status_label = Label(value="")
+        super().__init__(
+            widgets=[
+                self._file_edit,
+                self._open_button,
+                self._layer_edit,
+                self._info_edit,
+                self._mpp_edit,
+                self._apply_mpp_button,
+                self._status_label,
+            ]
+        )
+        self._open_button.changed.connect(self._on_open_clicked)
+        self._layer_edit.changed.connect(self._on_layer_changed)
+        self._apply_mpp_button.changed.connect(self._on_apply_mpp_clicked)
+        viewer.layers.events.inserted.connect(self._refresh_layers)
+        viewer.layers.events.removed.connect(self._refresh_layers)
+        self._on_layer_changed()
+
+    def _layer_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        return [(layer.name, layer) for layer in slide_layers(self._viewer)]
+
+    def _refresh_layers(self, _event: Any = None) -> None:
+        self._layer_edit.reset_choices()
+        self._on_layer_changed()
+
+    def _on_open_clicked(self, _value: Any = None) -> None:
+        path = Path(str(self._file_edit.value))
+        try:
+            slide = open_slide(path)
+            for data, kwargs, _ in slide.to_layer_data():
+                self._viewer.add_image(data, **kwargs)
+        except (SlideError, ValueError) as exc:
+            show_error(str(exc))
+            self._status_label.value = f"Could not open {path.name}"
+            return
+        self._status_label.value = f"Opened {path.name}"
+
+    def _on_layer_changed(self, _value: Any = None) -> None:
+        layer = self._layer_edit.value
+        if layer is None:
+            self._info_edit.value = "Open a slide (File > Open or the button above)."
+            return
+        meta = layer.metadata[LAYER_METADATA_KEY]
+        self._info_edit.value = format_metadata(meta)
+        if meta.get("mpp_x"):
+            self._mpp_edit.value = float(meta["mpp_x"])
+
+    def _on_apply_mpp_clicked(self, _value: Any = None) -> None:
+        layer = self._layer_edit.value
+        if layer is None:
+            show_error("No slide layer selected: open a slide first.")
+            return
+        mpp = float(self._mpp_edit.value)
+        try:
+            slide = open_slide(layer.metadata[LAYER_METADATA_KEY]["path"], mpp=mpp)
+        except (SlideError, ValueError) as exc:
+            show_error(str(exc))
+            return
+        _, kwargs, _ = slide.to_layer_data()[0]
+        layer.scale = kwargs["scale"]
+        layer.units = kwargs["units"]
+        layer.metadata = {**layer.metadata, LAYER_METADATA_KEY: slide.metadata.to_dict()}
+        self._on_layer_changed()
+        self._viewer.reset_view()
+        show_info(f"{layer.name}: pixel size set to {mpp:g} µm/px")
