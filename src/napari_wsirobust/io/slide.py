@@ -313,8 +313,9 @@ class WSI:
         w, h = int(size[0]), int(size[1])
         if w <= 0 or h <= 0:
             raise ValueError(f"region size must be positive, got {size}")
-        dx, dy = self.level_downsample(level)
-        x0, y0 = int(round(location[0] / dx)), int(round(location[1] / dy))
+        # OpenSlide's convention: one downsample per level (mean of x and y), floored.
+        ds = sum(self.level_downsample(level)) / 2.0
+        x0, y0 = int(location[0] / ds), int(location[1] / ds)
         arr = self._levels[level]
         H, W = arr.shape[:2]
         out = np.full((h, w, *arr.shape[2:]), fill, dtype=arr.dtype)

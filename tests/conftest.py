@@ -1,0 +1,53 @@
+"""Shared fixtures: the public test slides in ../shared, small generated slides and cohorts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from napari_wsirobust.synthetic import (
+    CohortConfig,
+    SyntheticSlideSpec,
+    TissueSpec,
+    generate_cohort,
+    write_synthetic_slide,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_slides_dir() -> Path:
+    env = os.environ.get("WSIROBUST_SHARED_SLIDES")
+    return Path(env) if env else REPO.parent / "shared" / "data" / "slides"
+
+
+@pytest.fixture(scope="session")
+def shared_slides() -> Path:
+    folder = shared_slides_dir()
+    if not folder.is_dir():
+        pytest.skip(f"public test slides not found in {folder} (set WSIROBUST_SHARED_SLIDES)")
+    return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_data_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Sample data is generated into a temporary folder, never the user's cache."""
+    os.environ["WSIROBUST_DATA_DIR"] = str(tmp_path_factory.mktemp("wsirobust-data"))
+
+
+@pytest.fixture(scope="session")
+def tumour_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated tumour slide (1024 x 768 at 0.5 µm/px, scanner A)."""
+    path = tmp_path_factory.mktemp("slides") / "tumour_A.tiff"
+    spec = SyntheticSlideSpec.make(TissueSpec(seed=5, tumour=True, width=1024, height=768), "A")
+    write_synthetic_slide(spec, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small cohort (512 x 384 slides) with the default design; returns its CSV."""
+    cfg = CohortConfig(width=512, height=384, workers=2)
+    return generate_cohort(tmp_path_factory.mktemp("cohort"), cfg)
