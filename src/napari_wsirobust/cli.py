@@ -30,9 +30,7 @@ def _cmd_generate_slide(args: argparse.Namespace) -> int:
     from .synthetic import SyntheticSlideSpec, TissueSpec, write_synthetic_slide
 
     spec = SyntheticSlideSpec.make(
-        TissueSpec(
-            seed=args.seed, tumour=args.tumour, width=args.width, height=args.height, mpp=args.mpp
-        ),
+        TissueSpec(seed=args.seed, tumour=args.tumour, width=args.width, height=args.height, mpp=args.mpp),
         args.scanner,
     )
     start = time.perf_counter()

@@ -14,6 +14,7 @@ from pathlib import Path
 from .synthetic import CohortConfig, generate_cohort, read_cohort_csv
 from .synthetic.cohort import cohort_is_complete
 
+
 def ensure_cohort(cohort_dir: Path) -> Path:
     """Generate the default cohort in ``cohort_dir`` unless it is already complete."""
     cfg = CohortConfig()

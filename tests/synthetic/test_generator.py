@@ -110,16 +110,16 @@ def test_background_matches_profile_and_tissue_is_dark() -> None:
 
 def test_scanner_profiles_change_colour_not_layout() -> None:
     tissue = TissueSpec(seed=9, tumour=True, **SMALL)
-    images = {
-        name: render_region(SyntheticSlideSpec.make(tissue, name)) for name in SCANNER_PROFILES
-    }
+    images = {name: render_region(SyntheticSlideSpec.make(tissue, name)) for name in SCANNER_PROFILES}
     layout = TissueLayout(tissue)
     step = int(round(layout.field_step))
     masks, stats = {}, {}
     for name, img in images.items():
         od = _optical_density(img, SCANNER_PROFILES[name].background_rgb).sum(axis=-1)
         masks[name] = _cell_means(od, step) > 0.15
-        tissue_px = img[np.kron(layout.tissue_mask, np.ones((step, step), bool))[: img.shape[0], : img.shape[1]]]
+        tissue_px = img[
+            np.kron(layout.tissue_mask, np.ones((step, step), bool))[: img.shape[0], : img.shape[1]]
+        ]
         stats[name] = tissue_px.mean(axis=0)
     names = sorted(images)
     for i, a in enumerate(names):

@@ -103,9 +103,7 @@ class WSI:
     valid while the slide is open.
     """
 
-    def __init__(
-        self, path: str | os.PathLike[str], mpp: float | tuple[float, float] | None = None
-    ) -> None:
+    def __init__(self, path: str | os.PathLike[str], mpp: float | tuple[float, float] | None = None) -> None:
         import tifffile
         import tiffslide
 
@@ -169,12 +167,12 @@ class WSI:
                 lvl = lvl[..., :3]  # RGBA: alpha carries nothing for brightfield
             levels.append(lvl)
         first = self._native[0]
-        if int(first.chunks[1]) >= first.shape[1] and int(first.chunks[0]) >= first.shape[0]:
-            if max(first.shape[:2]) > VIRTUAL_PYRAMID_THRESHOLD:
-                self._notes.append(
-                    "stored as a single strip: every read decodes the whole image; "
-                    "convert it to a tiled pyramidal TIFF for speed"
-                )
+        single_chunk = int(first.chunks[1]) >= first.shape[1] and int(first.chunks[0]) >= first.shape[0]
+        if single_chunk and max(first.shape[:2]) > VIRTUAL_PYRAMID_THRESHOLD:
+            self._notes.append(
+                "stored as a single strip: every read decodes the whole image; "
+                "convert it to a tiled pyramidal TIFF for speed"
+            )
         self._virtual = 0
         if len(levels) == 1 and max(levels[0].shape[:2]) > VIRTUAL_PYRAMID_THRESHOLD:
             factor = 2
@@ -192,7 +190,10 @@ class WSI:
         first = self._native[0]
         channels = int(first.shape[2]) if first.ndim == 3 else 1
         is_rgb = first.dtype == np.uint8 and channels in (3, 4)
-        mpp_x, mpp_y = _as_float(props.get("tiffslide.mpp-x")), _as_float(props.get("tiffslide.mpp-y"))
+        mpp_x, mpp_y = (
+            _as_float(props.get("tiffslide.mpp-x")),
+            _as_float(props.get("tiffslide.mpp-y")),
+        )
         if mpp_x is None and mpp_y is not None:
             mpp_x = mpp_y
         if mpp_y is None and mpp_x is not None:
@@ -215,7 +216,7 @@ class WSI:
         tiled = int(first.chunks[1]) < first.shape[1]
         objective = _as_float(props.get("tiffslide.objective-power"))
         try:
-            associated = sorted(k for k in self._slide.associated_images.keys() if k)
+            associated = sorted(k for k in self._slide.associated_images if k)
         except Exception:  # a broken associated image must not stop the slide from opening
             associated = []
         return SlideMetadata(
@@ -287,9 +288,9 @@ class WSI:
         and resizing down never upsamples)."""
         best = 0
         for i in range(self.level_count):
-            if max(self.level_downsample(i)) <= downsample * (1 + 1e-6):
-                if max(self.level_downsample(i)) >= max(self.level_downsample(best)):
-                    best = i
+            factor = max(self.level_downsample(i))
+            if factor <= downsample * (1 + 1e-6) and factor >= max(self.level_downsample(best)):
+                best = i
         return best
 
     def require_rgb(self) -> None:
@@ -322,9 +323,7 @@ class WSI:
         ya, yb = max(0, y0), min(H, y0 + h)
         xa, xb = max(0, x0), min(W, x0 + w)
         if ya < yb and xa < xb:
-            out[ya - y0 : yb - y0, xa - x0 : xb - x0] = arr[ya:yb, xa:xb].compute(
-                scheduler="threads"
-            )
+            out[ya - y0 : yb - y0, xa - x0 : xb - x0] = arr[ya:yb, xa:xb].compute(scheduler="threads")
         return out
 
     def associated_image(self, name: str) -> np.ndarray:

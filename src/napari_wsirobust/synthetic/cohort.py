@@ -98,9 +98,7 @@ class CohortSlide:
         return f"{self.slide_id}.tiff"
 
 
-def _confounded_scanners(
-    n: int, label: str, cfg: CohortConfig, rng: np.random.Generator
-) -> list[str]:
+def _confounded_scanners(n: int, label: str, cfg: CohortConfig, rng: np.random.Generator) -> list[str]:
     """Scanners for ``n`` patients of ``label`` in a confounded split."""
     others = [s for s in cfg.scanners if s != cfg.confounded_scanner]
     n_major = int(round(cfg.confound * n))

@@ -73,9 +73,7 @@ class SyntheticSlideResult:
     tumour_fraction_of_tissue: float
 
 
-def write_synthetic_slide(
-    spec: SyntheticSlideSpec, path: str | os.PathLike[str]
-) -> SyntheticSlideResult:
+def write_synthetic_slide(spec: SyntheticSlideSpec, path: str | os.PathLike[str]) -> SyntheticSlideResult:
     """Render ``spec`` to a pyramidal TIFF at ``path`` and its masks to ``<path>.gt.npz``.
 
     The ground-truth file holds ``tissue`` and ``tumour`` boolean masks on the layout grid, one cell

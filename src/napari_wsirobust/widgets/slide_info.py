@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, TextEdit
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    TextEdit,
+)
 from napari.utils.notifications import show_error, show_info
 
 from ..io import SlideError, open_slide
@@ -26,7 +34,9 @@ class SlideInfoWidget(Container):
 
     def __init__(self, viewer: napari.Viewer) -> None:
         self._viewer = viewer
-        self._file_edit = FileEdit(label="Slide file", mode="r", filter="*.svs *.tif *.tiff *.ndpi *.scn *.bif")
+        self._file_edit = FileEdit(
+            label="Slide file", mode="r", filter="*.svs *.tif *.tiff *.ndpi *.scn *.bif"
+        )
         self._open_button = PushButton(text="Open slide")
         self._layer_edit = ComboBox(label="Slide layer", choices=self._layer_choices)
         self._info_edit = TextEdit(value="", enabled=True)
