@@ -33,12 +33,24 @@ def pick_demo_row(rows: list[dict[str, str]]) -> dict[str, str]:
     return (tumour or rows)[0]
 
 
+def _silence_pyqt5_toast() -> None:
+    """napari 0.9 announces PyQt5's deprecation in a toast that covers the demo canvas; the
+    project pins PyQt5 deliberately (see README), so the demo does not show it."""
+    try:
+        import napari._qt.qt_main_window as qt_main_window
+
+        qt_main_window.SHOW_QT_WARNING = False
+    except (ImportError, AttributeError):
+        pass
+
+
 def run_demo(cohort_dir: Path, out_dir: Path, headless: bool) -> int:
     import napari
 
     from .io import open_slide
     from .widgets.slide_info import SlideInfoWidget
 
+    _silence_pyqt5_toast()
     csv_path = ensure_cohort(cohort_dir)
     row = pick_demo_row(read_cohort_csv(csv_path))
     viewer = napari.Viewer(title="napari-wsirobust demo", show=True)
@@ -50,16 +62,20 @@ def run_demo(cohort_dir: Path, out_dir: Path, headless: bool) -> int:
     viewer.window.resize(1600, 1000)
     viewer.scale_bar.visible = True
     viewer.scale_bar.unit = "um"
-    viewer.reset_view()
     if not headless:
+        viewer.reset_view()
         napari.run()
         return 0
     from qtpy.QtWidgets import QApplication
 
     out_dir.mkdir(parents=True, exist_ok=True)
     deadline = time.perf_counter() + 5.0
-    while time.perf_counter() < deadline:  # let the multiscale tiles load and draw
+    fitted = False
+    while time.perf_counter() < deadline:  # let the window settle, fit the slide, load tiles
         QApplication.processEvents()
+        if not fitted and time.perf_counter() > deadline - 4.0:
+            viewer.reset_view()
+            fitted = True
         time.sleep(0.05)
     from napari.utils.notifications import notification_manager
 
