@@ -1,0 +1,129 @@
+"""Tissue detection on a low-resolution level.
+
+Tissue is what is both coloured and absorbing: saturation above an Otsu threshold (floored, so a
+slide with almost no tissue does not split its glass noise in two) *and* optical density, measured
+against the slide's own glass colour, above a floor. Black ink, dust and green/blue pen marks are
+removed by value and hue; small specks are dropped and small holes filled (sizes in µm² when the MPP
+is known).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from skimage import color, filters, morphology
+
+from ..io import WSI
+
+
+@dataclass(frozen=True)
+class TissueMaskConfig:
+    """Parameters of :func:`detect_tissue`.
+
+    mask_mpp : resolution of the mask in µm/px (slides without MPP use ``max_side`` instead).
+    max_side : longest side of the mask in pixels when the MPP is unknown.
+    min_saturation, min_od : floors of the saturation (0-1) and mean optical density thresholds.
+    max_dark_value : pixels darker than this value (0-1) are ink or debris, not tissue.
+    exclude_pen : drop saturated green/blue pixels (hue 70-230 degrees), the colours of pen marks.
+    min_object_um2, max_hole_um2 : smallest tissue piece kept, largest hole filled.
+    """
+
+    mask_mpp: float = 8.0
+    max_side: int = 2048
+    min_saturation: float = 0.07
+    min_od: float = 0.04
+    max_dark_value: float = 0.12
+    exclude_pen: bool = True
+    min_object_um2: float = 3000.0
+    max_hole_um2: float = 5000.0
+
+
+@dataclass(frozen=True)
+class TissueMask:
+    """Boolean tissue mask; pixel (i, j) covers level-0 pixels
+    ``[j*dx, (j+1)*dx) x [i*dy, (i+1)*dy)`` with ``downsample = (dx, dy)``."""
+
+    mask: np.ndarray
+    downsample: tuple[float, float]
+    saturation_threshold: float
+
+    @property
+    def tissue_fraction(self) -> float:
+        return float(self.mask.mean()) if self.mask.size else 0.0
+
+    def fraction_in(self, x0: float, y0: float, x1: float, y1: float) -> float:
+        """Tissue fraction of the level-0 rectangle, from the mask pixels it overlaps (area-weighted)."""
+        dx, dy = self.downsample
+        h, w = self.mask.shape
+        ja, jb = x0 / dx, x1 / dx
+        ia, ib = y0 / dy, y1 / dy
+        i0, i1 = max(int(np.floor(ia)), 0), min(int(np.ceil(ib)), h)
+        j0, j1 = max(int(np.floor(ja)), 0), min(int(np.ceil(jb)), w)
+        if i0 >= i1 or j0 >= j1:
+            return 0.0
+        wy = np.minimum(np.arange(i0, i1) + 1, ib) - np.maximum(np.arange(i0, i1), ia)
+        wx = np.minimum(np.arange(j0, j1) + 1, jb) - np.maximum(np.arange(j0, j1), ja)
+        weights = np.outer(wy, wx)
+        total = (ib - ia) * (jb - ja)
+        return float((self.mask[i0:i1, j0:j1] * weights).sum() / total) if total > 0 else 0.0
+
+
+def _read_overview(slide: WSI, config: TissueMaskConfig) -> tuple[np.ndarray, tuple[float, float]]:
+    """An RGB overview close to the mask resolution, and its (x, y) downsample from level 0."""
+    width, height = slide.dimensions
+    mpp = slide.mpp
+    wanted = config.mask_mpp / max(mpp) if mpp is not None else max(width, height) / config.max_side
+    wanted = max(wanted, 1.0)
+    level = slide.best_level_for_downsample(wanted)
+    image = np.asarray(slide.levels[level].compute(scheduler="threads"))
+    dx, dy = slide.level_downsample(level)
+    factor = max(1, int(np.floor(wanted / max(dx, dy))))
+    if factor > 1:  # block-average the rest of the way
+        h, w = image.shape[0] // factor * factor, image.shape[1] // factor * factor
+        image = (
+            image[:h, :w]
+            .reshape(h // factor, factor, w // factor, factor, -1)
+            .mean(axis=(1, 3))
+            .astype(np.uint8)
+        )
+    return image, (dx * factor, dy * factor)
+
+
+def tissue_mask_from_rgb(
+    rgb: np.ndarray, pixel_area_um2: float | None, config: TissueMaskConfig = TissueMaskConfig()
+) -> tuple[np.ndarray, float]:
+    """Tissue mask of an RGB overview; returns the mask and the saturation threshold used."""
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        raise ValueError(f"tissue detection needs an RGB image, got shape {rgb.shape}")
+    rgb = rgb[..., :3]
+    hsv = color.rgb2hsv(rgb)
+    hue, sat, val = hsv[..., 0] * 360.0, hsv[..., 1], hsv[..., 2]
+    glass = np.percentile(rgb.reshape(-1, 3).astype(np.float64), 95, axis=0).clip(1, 255)
+    od = np.clip(-np.log10(np.clip(rgb.astype(np.float64), 1, 255) / glass), 0, None).mean(axis=-1)
+    try:
+        otsu = float(filters.threshold_otsu(sat))
+    except ValueError:  # constant image
+        otsu = 1.0
+    threshold = max(otsu, config.min_saturation)
+    mask = (sat > threshold) & (od > config.min_od) & (val > config.max_dark_value)
+    if config.exclude_pen:
+        mask &= ~((hue > 70) & (hue < 230) & (sat > 0.25))
+    area = pixel_area_um2 if pixel_area_um2 else None
+    min_object = int(round(config.min_object_um2 / area)) if area else 16
+    max_hole = int(round(config.max_hole_um2 / area)) if area else 16
+    mask = ndimage.binary_closing(mask, structure=np.ones((3, 3), bool), iterations=1)
+    mask = morphology.remove_small_objects(mask, max_size=max(min_object, 1))
+    mask = morphology.remove_small_holes(mask, max_size=max(max_hole, 1))
+    return mask, threshold
+
+
+def detect_tissue(slide: WSI, config: TissueMaskConfig = TissueMaskConfig()) -> TissueMask:
+    """Tissue mask of ``slide`` from one low-resolution read (see module docstring)."""
+    slide.require_rgb()
+    overview, downsample = _read_overview(slide, config)
+    mpp = slide.mpp
+    area = downsample[0] * mpp[0] * downsample[1] * mpp[1] if mpp is not None else None
+    mask, threshold = tissue_mask_from_rgb(overview, area, config)
+    return TissueMask(mask=mask, downsample=downsample, saturation_threshold=threshold)
