@@ -14,8 +14,8 @@ import json
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from matplotlib.path import Path as PolygonPath
 from PIL import Image
+from skimage.measure import points_in_poly
 
 from ..io import WSI, SlideError
 from .tissue import TissueMask
@@ -96,7 +96,7 @@ class Scope:
         points = np.column_stack([np.ravel(x_um), np.ravel(y_um)])
         inside = np.zeros(len(points), bool)
         for poly in self.polygons_um:
-            inside |= PolygonPath(poly[:, ::-1]).contains_points(points)
+            inside |= points_in_poly(points, poly[:, ::-1])
         return inside.reshape(np.shape(y_um))
 
     def identity(self) -> str:
