@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from PIL import Image
@@ -142,6 +142,30 @@ class TileGrid:
     def coords_um(self) -> np.ndarray:
         """(N, 2) (y, x) world coordinates in µm of the tile corners (napari axis order)."""
         return np.column_stack([(self.y0 - 0.5) * self.mpp[1], (self.x0 - 0.5) * self.mpp[0]])
+
+    def subset(self, keep: np.ndarray) -> TileGrid:
+        """The tiles selected by a boolean mask or index array, same geometry."""
+        return replace(
+            self,
+            rows=self.rows[keep],
+            cols=self.cols[keep],
+            x0=self.x0[keep],
+            y0=self.y0[keep],
+            tissue_fraction=self.tissue_fraction[keep],
+        )
+
+    def geometry_identity(self) -> str:
+        """What fixes the pixels of every tile (not which tiles are selected)."""
+        return json.dumps(
+            {
+                "tile_size": self.config.tile_size,
+                "target_mpp": self.config.target_mpp,
+                "overlap": self.config.overlap,
+                "mpp": [round(m, 6) for m in self.mpp],
+                "read_level": self.read_level,
+            },
+            sort_keys=True,
+        )
 
     @property
     def centres_um(self) -> np.ndarray:

@@ -1,0 +1,132 @@
+"""On-disk feature cache keyed on everything that determines a tile's embedding.
+
+Key = hash of (slide content identity, tile geometry: size, target µm/px, overlap, slide MPP and read
+level, encoder name, weights identity and dimension, cache format). Scope and minimum tissue fraction
+only select tiles, so they are not in the key: an entry holds every tile embedded so far for that
+key and a later run embeds only the tiles it lacks. Entries are written atomically; one that cannot
+be read or lacks its completion flag (a process killed mid-write, a truncated file) is deleted and
+rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Generator
+from pathlib import Path
+
+import numpy as np
+
+from ..encoders import TileEncoder
+from ..io import WSI
+from ..tiling import TileGrid
+from .h5 import FeatureFileError, FeatureSet, read_feature_h5, write_feature_h5
+from .pipeline import EmbedProgress, embed_tiles
+
+CACHE_FORMAT = 1
+
+
+def cache_key(slide: WSI, grid: TileGrid, encoder: TileEncoder) -> str:
+    info = encoder.info
+    payload = {
+        "format": CACHE_FORMAT,
+        "slide": slide.content_id(),
+        "geometry": grid.geometry_identity(),
+        "encoder": [info.name, info.weights_id, info.embed_dim],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("WSIROBUST_CACHE_DIR")
+    return Path(root) if root else Path.home() / ".cache" / "napari-wsirobust" / "features"
+
+
+class FeatureCache:
+    """Feature cache in ``root`` (default ``$WSIROBUST_CACHE_DIR`` or ~/.cache/...)."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir()
+
+    def path_for(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.h5"
+
+    def load(self, key: str) -> FeatureSet | None:
+        """The entry for ``key``, or None; a damaged entry is removed (and reported)."""
+        path = self.path_for(key)
+        if not path.exists():
+            return None
+        try:
+            return read_feature_h5(path, require_complete=True)
+        except FeatureFileError as exc:
+            warnings.warn(f"discarding damaged feature cache entry {path.name}: {exc}", stacklevel=2)
+            path.unlink(missing_ok=True)
+            return None
+
+    def store(self, key: str, fs: FeatureSet) -> Path:
+        return write_feature_h5(self.path_for(key), fs)
+
+    def has_all(self, key: str, grid: TileGrid) -> bool:
+        fs = self.load(key)
+        return fs is not None and not _missing(fs, grid).any()
+
+    def embed(
+        self, slide: WSI, grid: TileGrid, encoder: TileEncoder, **embed_kwargs: object
+    ) -> Generator[EmbedProgress, None, np.ndarray]:
+        """Features of every tile of ``grid`` in grid order, embedding only the tiles the cache
+        lacks (a generator like :func:`embed_tiles`)."""
+        key = cache_key(slide, grid, encoder)
+        cached = self.load(key)
+        missing = _missing(cached, grid) if cached is not None else np.ones(len(grid), bool)
+        new = np.zeros((0, encoder.spec.embed_dim), np.float32)
+        if missing.any():
+            new = yield from embed_tiles(slide, grid.subset(missing), encoder, **embed_kwargs)
+        else:
+            yield EmbedProgress(len(grid), len(grid), 0.0)
+        sub = grid.subset(missing)
+        if cached is None:
+            merged = FeatureSet(new, sub.coords_level0, sub.rows, sub.cols, _attrs(grid, encoder))
+        elif missing.any():
+            merged = FeatureSet(
+                np.concatenate([cached.features, new]),
+                np.concatenate([cached.coords, sub.coords_level0]),
+                np.concatenate([cached.rows, sub.rows]),
+                np.concatenate([cached.cols, sub.cols]),
+                _attrs(grid, encoder),
+            )
+        else:
+            merged = cached
+        if missing.any():
+            self.store(key, merged)
+        return _align(merged, grid)
+
+
+def _attrs(grid: TileGrid, encoder: TileEncoder) -> dict[str, object]:
+    return {
+        "patch_size": grid.config.tile_size,
+        "patch_size_level0": float(grid.tile_size_level0[0]),
+        "level0_mpp": float(grid.mpp[0]),
+        "target_mpp": grid.config.target_mpp,
+        "encoder": encoder.info.name,
+        "encoder_weights": encoder.info.weights_id,
+        "embed_dim": encoder.info.embed_dim,
+    }
+
+
+def _index(fs: FeatureSet) -> dict[tuple[int, int], int]:
+    return {(int(r), int(c)): i for i, (r, c) in enumerate(zip(fs.rows, fs.cols))}
+
+
+def _missing(fs: FeatureSet | None, grid: TileGrid) -> np.ndarray:
+    if fs is None or fs.rows is None:
+        return np.ones(len(grid), bool)
+    index = _index(fs)
+    return np.array([(int(r), int(c)) not in index for r, c in zip(grid.rows, grid.cols)], bool)
+
+
+def _align(fs: FeatureSet, grid: TileGrid) -> np.ndarray:
+    index = _index(fs)
+    order = [index[(int(r), int(c))] for r, c in zip(grid.rows, grid.cols)]
+    return fs.features[order] if order else np.zeros((0, fs.features.shape[1]), np.float32)
