@@ -60,6 +60,35 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from .features.cohort import ExtractConfig, extract_cohort, slides_from_inputs
+    from .tiling import TilingConfig
+
+    paths = slides_from_inputs(args.inputs)
+    from .features.cache import default_cache_dir
+
+    config = ExtractConfig(
+        cache_dir=args.cache or str(default_cache_dir()),
+        encoder=args.encoder,
+        weights=args.weights,
+        allow_hub=args.allow_hub,
+        tiling=TilingConfig(
+            tile_size=args.tile_size, target_mpp=args.target_mpp, min_tissue_fraction=args.min_tissue
+        ),
+        device=args.device,
+        batch_size=args.batch_size,
+        h5_dir=args.h5_dir,
+    )
+    counts: dict[str, int] = {}
+    for r in extract_cohort(paths, config, scheduler=args.scheduler, n_workers=args.workers):
+        counts[r.status] = counts.get(r.status, 0) + 1
+        line = f"{r.status:9s} {Path(r.slide).name}: {r.n_tiles} tiles in {r.seconds:.1f} s"
+        print(line if r.status != "failed" else f"{r.status:9s} {Path(r.slide).name}: {r.error}", flush=True)
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    print(f"{len(paths)} slide(s): {summary}")
+    return 1 if counts.get("failed") else 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -95,6 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mpp", type=float, default=None, help="override the pixel size (µm/px)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("extract", help="embed the tiles of many slides into the feature cache")
+    p.add_argument("inputs", nargs="+", help="slides, cohort CSVs (path column) or .txt lists")
+    p.add_argument("--encoder", default="effnet-lite0-imagenet")
+    p.add_argument("--weights", default=None, help="local weights file for the encoder")
+    p.add_argument("--allow-hub", action="store_true", help="download weights from the hub if needed")
+    p.add_argument("--cache", default=None, help="feature cache folder (default: user cache)")
+    p.add_argument("--h5-dir", default=None, help="also write <slide>.h5 (CLAM/TRIDENT layout) here")
+    p.add_argument("--tile-size", type=int, default=224)
+    p.add_argument("--target-mpp", type=float, default=0.5)
+    p.add_argument("--min-tissue", type=float, default=0.25)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=2, help="LocalCluster processes (0: no Dask)")
+    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
+    p.set_defaults(func=_cmd_extract)
 
     p = sub.add_parser("demo", help="open napari with a sample slide and the plugin's widgets")
     p.add_argument("--cohort", default="sample_data/cohort", help="cohort folder (generated if absent)")

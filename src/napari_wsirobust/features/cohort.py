@@ -1,0 +1,163 @@
+"""Feature extraction over many slides: one slide per task on Dask distributed.
+
+A ``LocalCluster`` is started by default (processes, one thread each); pass the address of an
+existing scheduler (for example one started by dask-jobqueue on a cluster) to use it instead.
+Slides whose features are already cached are skipped, so an interrupted run resumes; a slide that
+fails is reported with its error and the others go on.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from ..tiling import Scope, TilingConfig, TissueMaskConfig, detect_tissue, make_tile_grid
+from .cache import FeatureCache, cache_key
+from .h5 import FeatureSet, write_feature_h5
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Everything a worker needs to embed one slide (plain data: it is sent to other processes)."""
+
+    cache_dir: str
+    encoder: str = "effnet-lite0-imagenet"
+    weights: str | None = None
+    allow_hub: bool = False
+    tiling: TilingConfig = field(default_factory=TilingConfig)
+    tissue: TissueMaskConfig = field(default_factory=TissueMaskConfig)
+    device: str = "auto"
+    batch_size: int = 32
+    h5_dir: str | None = None  # also export <slide stem>.h5 in the CLAM/TRIDENT layout
+
+
+@dataclass(frozen=True)
+class SlideResult:
+    """Outcome for one slide: ``status`` is "extracted", "cached" or "failed"."""
+
+    slide: str
+    status: str
+    n_tiles: int = 0
+    seconds: float = 0.0
+    error: str = ""
+    cache_file: str = ""
+
+
+@lru_cache(maxsize=2)
+def _encoder(name: str, weights: str | None, allow_hub: bool, device: str):  # type: ignore[no-untyped-def]
+    """One encoder per worker process, reused across its slides."""
+    from ..encoders import create_encoder
+    from .pipeline import select_device
+
+    return create_encoder(name, weights, allow_hub=allow_hub, device=select_device(device))
+
+
+def extract_one(path: str, config: ExtractConfig) -> SlideResult:
+    """Embed one slide into the cache; never raises (errors come back in the result)."""
+    from ..io import open_slide
+    from .pipeline import run_to_completion
+
+    start = time.perf_counter()
+    try:
+        encoder = _encoder(config.encoder, config.weights, config.allow_hub, config.device)
+        tiling = config.tiling
+        if tiling.tile_size != encoder.spec.input_size:
+            tiling = TilingConfig(
+                tile_size=encoder.spec.input_size,
+                target_mpp=tiling.target_mpp,
+                overlap=tiling.overlap,
+                min_tissue_fraction=tiling.min_tissue_fraction,
+            )
+        with open_slide(path) as slide:
+            slide.require_rgb()
+            grid = make_tile_grid(slide, tiling, Scope.whole(), detect_tissue(slide, config.tissue))
+            cache = FeatureCache(config.cache_dir)
+            key = cache_key(slide, grid, encoder)
+            status = "cached" if cache.has_all(key, grid) else "extracted"
+            features = run_to_completion(cache.embed(slide, grid, encoder, batch_size=config.batch_size))
+            if config.h5_dir:
+                write_feature_h5(
+                    Path(config.h5_dir) / f"{Path(path).stem}.h5",
+                    FeatureSet(
+                        features,
+                        grid.coords_level0,
+                        grid.rows,
+                        grid.cols,
+                        {
+                            "patch_size": grid.config.tile_size,
+                            "patch_size_level0": float(grid.tile_size_level0[0]),
+                            "level0_mpp": float(grid.mpp[0]),
+                            "target_mpp": grid.config.target_mpp,
+                            "encoder": encoder.info.name,
+                        },
+                    ),
+                )
+        return SlideResult(
+            str(path), status, len(grid), time.perf_counter() - start, cache_file=str(cache.path_for(key))
+        )
+    except Exception as exc:  # one bad slide must not stop the cohort
+        detail = f"{type(exc).__name__}: {exc}"
+        return SlideResult(str(path), "failed", seconds=time.perf_counter() - start, error=detail)
+
+
+def slides_from_inputs(inputs: Sequence[str]) -> list[str]:
+    """Slide paths from arguments: slide files, CSV files with a ``path`` column (relative paths
+    resolved against the CSV), or text files with one path per line."""
+    paths: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.suffix.lower() == ".csv":
+            with open(p, newline="") as fh:
+                reader = csv.DictReader(fh)
+                if "path" not in (reader.fieldnames or []):
+                    raise ValueError(f"{p}: a slide list CSV needs a 'path' column")
+                for row in reader:
+                    q = Path(row["path"])
+                    paths.append(str(q if q.is_absolute() else (p.parent / q).resolve()))
+        elif p.suffix.lower() == ".txt":
+            paths += [line.strip() for line in p.read_text().splitlines() if line.strip()]
+        else:
+            paths.append(str(p))
+    return paths
+
+
+def extract_cohort(
+    paths: Sequence[str],
+    config: ExtractConfig,
+    *,
+    scheduler: str | None = None,
+    n_workers: int = 2,
+) -> Iterator[SlideResult]:
+    """Yield one :class:`SlideResult` per slide as they finish.
+
+    ``scheduler``: address of a running Dask scheduler; otherwise a ``LocalCluster`` with
+    ``n_workers`` processes. ``n_workers=0`` runs in this process without Dask.
+    """
+    if not paths:
+        return
+    if scheduler is None and n_workers == 0:
+        for path in paths:
+            yield extract_one(path, config)
+        return
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    try:
+        futures = client.map(extract_one, list(paths), config=config, pure=False)
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
