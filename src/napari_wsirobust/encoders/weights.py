@@ -8,13 +8,13 @@ user hands us is never unpickled.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
 
+from .._fingerprint import file_fingerprint
 from .registry import EncoderSpec
 
 SAFE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
@@ -25,16 +25,8 @@ class EncoderWeightsError(RuntimeError):
 
 
 def file_identity(path: Path) -> str:
-    """Size plus a hash of the first and last MiB: identifies a weights file cheaply."""
-    h = hashlib.sha256()
-    size = path.stat().st_size
-    h.update(str(size).encode())
-    with open(path, "rb") as fh:
-        h.update(fh.read(2**20))
-        if size > 2**20:
-            fh.seek(max(2**20, size - 2**20))
-            h.update(fh.read(2**20))
-    return h.hexdigest()[:16]
+    """Identity of a weights file (size plus first and last MiB)."""
+    return file_fingerprint(path)[:16]
 
 
 def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

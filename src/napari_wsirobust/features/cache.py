@@ -87,14 +87,14 @@ class FeatureCache:
             yield EmbedProgress(len(grid), len(grid), 0.0)
         sub = grid.subset(missing)
         if cached is None:
-            merged = FeatureSet(new, sub.coords_level0, sub.rows, sub.cols, _attrs(grid, encoder))
+            merged = FeatureSet(new, sub.coords_level0, sub.rows, sub.cols, feature_attrs(grid, encoder))
         elif missing.any():
             merged = FeatureSet(
                 np.concatenate([cached.features, new]),
                 np.concatenate([cached.coords, sub.coords_level0]),
                 np.concatenate([cached.rows, sub.rows]),
                 np.concatenate([cached.cols, sub.cols]),
-                _attrs(grid, encoder),
+                feature_attrs(grid, encoder),
             )
         else:
             merged = cached
@@ -103,7 +103,7 @@ class FeatureCache:
         return _align(merged, grid)
 
 
-def _attrs(grid: TileGrid, encoder: TileEncoder) -> dict[str, object]:
+def feature_attrs(grid: TileGrid, encoder: TileEncoder) -> dict[str, object]:
     return {
         "patch_size": grid.config.tile_size,
         "patch_size_level0": float(grid.tile_size_level0[0]),

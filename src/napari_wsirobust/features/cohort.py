@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..tiling import Scope, TilingConfig, TissueMaskConfig, detect_tissue, make_tile_grid
-from .cache import FeatureCache, cache_key
+from .cache import FeatureCache, cache_key, feature_attrs
 from .h5 import FeatureSet, write_feature_h5
 
 
@@ -87,13 +87,7 @@ def extract_one(path: str, config: ExtractConfig) -> SlideResult:
                         grid.coords_level0,
                         grid.rows,
                         grid.cols,
-                        {
-                            "patch_size": grid.config.tile_size,
-                            "patch_size_level0": float(grid.tile_size_level0[0]),
-                            "level0_mpp": float(grid.mpp[0]),
-                            "target_mpp": grid.config.target_mpp,
-                            "encoder": encoder.info.name,
-                        },
+                        feature_attrs(grid, encoder),
                     ),
                 )
         return SlideResult(
