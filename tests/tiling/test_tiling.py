@@ -167,3 +167,22 @@ def test_invalid_configs_are_refused() -> None:
         Scope.polygons([np.zeros((2, 2))])
     with pytest.raises(ValueError, match="scope kind"):
         Scope("viewport")
+
+
+def test_pen_marks_and_black_ink_are_not_tissue(tumour_slide: Path) -> None:
+    from napari_wsirobust.tiling.tissue import tissue_mask_from_rgb
+
+    slide = open_slide(tumour_slide)
+    overview = slide.levels[1].compute().copy()  # 512 x 384 at 1 µm/px
+    clean, _ = tissue_mask_from_rgb(overview, pixel_area_um2=1.0)
+    inked = overview.copy()
+    inked[:, 40:70] = (40, 160, 70)  # green marker stroke across glass and tissue
+    inked[300:330, :] = (30, 60, 190)  # blue marker stroke
+    inked[100:140, 400:440] = (10, 10, 10)  # black ink blot
+    mask, _ = tissue_mask_from_rgb(inked, pixel_area_um2=1.0)
+    assert not mask[:, 45:65].any() and not mask[305:325, :].any()
+    assert not mask[105:135, 405:435].any()
+    untouched = np.ones_like(clean)
+    untouched[:, 30:80] = untouched[290:340, :] = untouched[90:150, 390:450] = False
+    agreement = (mask[untouched] == clean[untouched]).mean()
+    assert clean.mean() > 0.3 and agreement > 0.97

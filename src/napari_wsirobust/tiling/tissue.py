@@ -100,22 +100,26 @@ def tissue_mask_from_rgb(
     rgb = rgb[..., :3]
     hsv = color.rgb2hsv(rgb)
     hue, sat, val = hsv[..., 0] * 360.0, hsv[..., 1], hsv[..., 2]
-    glass = np.percentile(rgb.reshape(-1, 3).astype(np.float64), 95, axis=0).clip(1, 255)
+    # Ink, debris and pen marks are removed first so they cannot drag the thresholds.
+    artefact = val <= config.max_dark_value
+    if config.exclude_pen:
+        artefact |= (hue > 70) & (hue < 230) & (sat > 0.25)
+    candidates = rgb[~artefact] if (~artefact).any() else rgb.reshape(-1, 3)
+    glass = np.percentile(candidates.reshape(-1, 3).astype(np.float64), 95, axis=0).clip(1, 255)
     od = np.clip(-np.log10(np.clip(rgb.astype(np.float64), 1, 255) / glass), 0, None).mean(axis=-1)
     try:
-        otsu = float(filters.threshold_otsu(sat))
+        otsu = float(filters.threshold_otsu(sat[~artefact])) if (~artefact).any() else 1.0
     except ValueError:  # constant image
         otsu = 1.0
     threshold = max(otsu, config.min_saturation)
-    mask = (sat > threshold) & (od > config.min_od) & (val > config.max_dark_value)
-    if config.exclude_pen:
-        mask &= ~((hue > 70) & (hue < 230) & (sat > 0.25))
+    mask = (sat > threshold) & (od > config.min_od) & ~artefact
     area = pixel_area_um2 if pixel_area_um2 else None
     min_object = int(round(config.min_object_um2 / area)) if area else 16
     max_hole = int(round(config.max_hole_um2 / area)) if area else 16
     mask = ndimage.binary_closing(mask, structure=np.ones((3, 3), bool), iterations=1)
     mask = morphology.remove_small_objects(mask, max_size=max(min_object, 1))
     mask = morphology.remove_small_holes(mask, max_size=max(max_hole, 1))
+    mask &= ~artefact  # hole filling must not bring ink back
     return mask, threshold
 
 
