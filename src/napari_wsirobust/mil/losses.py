@@ -1,0 +1,115 @@
+"""Robustness losses for training a MIL head on frozen foundation-model features.
+
+Each needs only the cohort's scanner/site column. Notation: z_i slide representation of bag i
+(L2-normalised where stated), y_i label, s_i site, a_i attention over the bag's tiles, p_i = softmax of
+the slide logits, tau a temperature.
+
+- Technical-invariance contrastive loss (supervised InfoNCE over sites):
+  P(i) = {j != i : y_j = y_i, s_j != s_i} (same biology, other site),
+  N(i) = {j : s_j = s_i, y_j != y_i} (same site, other biology),
+  L = mean_i -log( sum_{p in P(i)} e^{z_i.z_p/tau} / (sum_{p in P(i)} e^{z_i.z_p/tau}
+                                                        + sum_{n in N(i)} e^{z_i.z_n/tau}) ),
+  over anchors with non-empty P(i). It pulls same-label slides of different scanners together and
+  pushes same-scanner slides of different labels apart, so the representation stops encoding site.
+- Adversarial site head: site logits = g(GRL_lambda(z)); L = CE(site logits, s). The gradient
+  reversal layer is the identity forward and multiplies the gradient by -lambda backward (Ganin &
+  Lempitsky 2015), so the head learns to predict the site while the representation learns to hide it.
+- Scanner-consistency loss, for a bag and its scanner-swapped view (p', a'):
+  L = 1/2 (KL(p || p') + KL(p' || p)) + beta * 1/2 sum_k |a_k - a'_k|
+  (symmetric KL of predictions plus the total-variation distance of attention).
+- Attention-entropy maximisation (AEM, Zhang et al. 2024): L = -H(a) with
+  H(a) = -sum_k a_k log a_k over the real tiles; added with weight lambda (0.1 in the authors' example),
+  it penalises attention collapsing onto a few tiles.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _GradientReversal(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, strength: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.strength = strength
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        return -ctx.strength * grad, None
+
+
+def gradient_reversal(x: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+    """Identity forward; gradient multiplied by ``-strength`` backward."""
+    return _GradientReversal.apply(x, strength)
+
+
+class SiteAdversary(nn.Module):
+    """Predicts the site from the slide representation through a gradient reversal layer."""
+
+    def __init__(self, in_dim: int, n_sites: int, hidden_dim: int = 64, strength: float = 1.0) -> None:
+        super().__init__()
+        self.strength = strength
+        self.head = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, n_sites))
+
+    def forward(self, representation: torch.Tensor) -> torch.Tensor:
+        return self.head(gradient_reversal(representation, self.strength))
+
+
+def adversarial_site_loss(
+    adversary: SiteAdversary, representation: torch.Tensor, sites: torch.Tensor
+) -> torch.Tensor:
+    """Cross-entropy of the adversary's site prediction (minimised by both, through the GRL)."""
+    return F.cross_entropy(adversary(representation), sites)
+
+
+def technical_contrastive_loss(
+    representation: torch.Tensor, labels: torch.Tensor, sites: torch.Tensor, temperature: float = 0.2
+) -> torch.Tensor:
+    """Supervised InfoNCE with cross-site positives and same-site negatives (see module docstring)."""
+    z = F.normalize(representation, dim=-1)
+    sim = z @ z.T / temperature
+    same_label = labels[:, None] == labels[None, :]
+    same_site = sites[:, None] == sites[None, :]
+    eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    positives = same_label & ~same_site & ~eye
+    negatives = same_site & ~same_label
+    valid = positives.any(dim=1)
+    if not valid.any():
+        return representation.sum() * 0.0  # nothing to contrast in this batch; keeps the graph
+    neg_inf = torch.finfo(sim.dtype).min
+    pos = torch.logsumexp(sim.masked_fill(~positives, neg_inf), dim=1)
+    both = torch.logsumexp(sim.masked_fill(~(positives | negatives), neg_inf), dim=1)
+    return (both - pos)[valid].mean()
+
+
+def consistency_loss(
+    logits: torch.Tensor,
+    logits_swapped: torch.Tensor,
+    attention: torch.Tensor,
+    attention_swapped: torch.Tensor,
+    attention_weight: float = 1.0,
+) -> torch.Tensor:
+    """Symmetric KL of predictions plus ``attention_weight`` x total variation of attention."""
+    log_p, log_q = F.log_softmax(logits, dim=-1), F.log_softmax(logits_swapped, dim=-1)
+    sym_kl = 0.5 * (
+        F.kl_div(log_q, log_p, log_target=True, reduction="batchmean")
+        + F.kl_div(log_p, log_q, log_target=True, reduction="batchmean")
+    )
+    tv = 0.5 * (attention - attention_swapped).abs().sum(dim=1).mean()
+    return sym_kl + attention_weight * tv
+
+
+def attention_entropy(attention: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean entropy H(a) of the bags' attention (padding, with a = 0, contributes nothing)."""
+    a = attention.clamp_min(1e-12)
+    terms = -(attention * a.log())
+    if mask is not None:
+        terms = terms * mask
+    return terms.sum(dim=1).mean()
+
+
+def aem_loss(attention: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Attention-entropy maximisation term: -H(a) (add with a positive weight)."""
+    return -attention_entropy(attention, mask)

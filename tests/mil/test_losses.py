@@ -1,0 +1,99 @@
+"""Robustness losses on hand-made tensors whose value or gradient direction is known."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from napari_wsirobust.mil.losses import (
+    SiteAdversary,
+    adversarial_site_loss,
+    aem_loss,
+    attention_entropy,
+    consistency_loss,
+    gradient_reversal,
+    technical_contrastive_loss,
+)
+from napari_wsirobust.mil.site_norm import SiteStandardiser
+
+
+def test_gradient_reversal_flips_the_site_gradient() -> None:
+    z = torch.randn(4, 8, requires_grad=True)
+    torch.manual_seed(0)
+    adversary = SiteAdversary(8, n_sites=3, strength=0.5)
+    sites = torch.tensor([0, 1, 2, 0])
+    adversarial_site_loss(adversary, z, sites).backward()
+    reversed_grad = z.grad.clone()
+    z.grad = None
+    plain = torch.nn.functional.cross_entropy(adversary.head(z), sites)  # same head, no reversal
+    plain.backward()
+    torch.testing.assert_close(reversed_grad, -0.5 * z.grad)
+    x = torch.randn(3)
+    torch.testing.assert_close(gradient_reversal(x, 2.0), x)
+
+
+def test_contrastive_loss_is_lower_when_same_label_cross_site_pairs_are_closer() -> None:
+    labels = torch.tensor([0, 0, 1, 1])
+    sites = torch.tensor([0, 1, 0, 1])
+    # biology-aligned: same label together regardless of site
+    biology = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    # site-aligned: same site together regardless of label (the shortcut)
+    shortcut = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9]])
+    good = technical_contrastive_loss(biology, labels, sites)
+    bad = technical_contrastive_loss(shortcut, labels, sites)
+    assert good < bad
+    # gradient on the shortcut embedding moves anchor 0 towards its cross-site positive (index 1)
+    z = shortcut.clone().requires_grad_(True)
+    technical_contrastive_loss(z, labels, sites).backward()
+    step = shortcut[0] - 0.1 * z.grad[0]
+    before = torch.nn.functional.cosine_similarity(shortcut[0], shortcut[1], dim=0)
+    after = torch.nn.functional.cosine_similarity(step, shortcut[1], dim=0)
+    assert after > before
+
+
+def test_contrastive_loss_without_cross_site_positives_is_zero_with_a_graph() -> None:
+    z = torch.randn(3, 4, requires_grad=True)
+    loss = technical_contrastive_loss(z, torch.tensor([0, 1, 2]), torch.tensor([0, 0, 0]))
+    assert loss.item() == 0.0
+    loss.backward()  # no error: still part of the graph
+
+
+def test_consistency_loss_zero_for_identical_views_and_pulls_views_together() -> None:
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.5]])
+    attention = torch.tensor([[0.7, 0.3], [0.5, 0.5]])
+    assert consistency_loss(logits, logits, attention, attention).item() < 1e-7
+    swapped_logits = torch.tensor([[-1.0, 2.0], [0.5, 0.5]], requires_grad=True)
+    swapped_attention = torch.tensor([[0.2, 0.8], [0.5, 0.5]])
+    loss = consistency_loss(logits, swapped_logits, attention, swapped_attention)
+    expected_tv = 0.5 * (0.5 + 0.5) / 2  # bag 0 differs by 0.5 + 0.5, bag 1 not at all; mean of 2
+    assert loss.item() > expected_tv
+    loss.backward()
+    # gradient descent moves the swapped view's logits towards the original's (class 0 up)
+    assert swapped_logits.grad[0, 0] < 0 < swapped_logits.grad[0, 1]
+
+
+def test_aem_prefers_spread_attention_and_ignores_padding() -> None:
+    uniform = torch.full((1, 4), 0.25)
+    peaked = torch.tensor([[0.97, 0.01, 0.01, 0.01]])
+    assert math.isclose(attention_entropy(uniform).item(), math.log(4), rel_tol=1e-6)
+    assert aem_loss(uniform) < aem_loss(peaked)
+    padded = torch.tensor([[0.5, 0.5, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, False, False]])
+    assert math.isclose(attention_entropy(padded, mask).item(), math.log(2), rel_tol=1e-6)
+
+
+def test_site_standardisation_removes_site_offsets() -> None:
+    rng = np.random.default_rng(0)
+    bags = [rng.normal(3.0, 2.0, (50, 4)) for _ in range(3)] + [
+        rng.normal(-1.0, 0.5, (50, 4)) for _ in range(3)
+    ]
+    sites = ["A"] * 3 + ["B"] * 3
+    norm = SiteStandardiser().fit(bags, sites)
+    for site in ("A", "B"):
+        tiles = np.concatenate([norm.transform(b, s) for b, s in zip(bags, sites) if s == site])
+        np.testing.assert_allclose(tiles.mean(0), 0, atol=1e-5)
+        np.testing.assert_allclose(tiles.std(0), 1, atol=1e-3)
+    new_site = rng.normal(10.0, 1.0, (100, 4))
+    np.testing.assert_allclose(norm.transform(new_site, "C").mean(0), 0, atol=1e-5)
