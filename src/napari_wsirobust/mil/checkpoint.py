@@ -1,0 +1,163 @@
+"""MIL checkpoints are data: safetensors weights plus a JSON config, never pickle.
+
+Layout of a model folder::
+
+    MODEL_DIR/CURRENT                  name of the active version (replaced atomically)
+    MODEL_DIR/v<time>-<id>/model.safetensors
+    MODEL_DIR/v<time>-<id>/config.json
+
+A save writes a complete new version folder, then atomically points ``CURRENT`` at it, then prunes
+older versions: a process killed at any moment leaves either the previous or the new model, whole.
+A folder that directly holds ``model.safetensors`` and ``config.json`` (e.g. a bundled model) loads
+too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .. import __version__
+from .model import GatedAttentionMIL
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+POINTER_FILE = "CURRENT"
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unsafe, damaged or does not fit the features it is given."""
+
+
+@dataclass
+class HeadConfig:
+    in_dim: int
+    n_classes: int
+    hidden_dim: int = 256
+    attention_dim: int = 128
+    dropout: float = 0.25
+    instance_classifier: bool = True
+
+    def build(self) -> GatedAttentionMIL:
+        return GatedAttentionMIL(**asdict(self))
+
+
+@dataclass
+class CheckpointConfig:
+    """Everything needed to use a trained head correctly."""
+
+    head: HeadConfig
+    encoder_name: str
+    embed_dim: int
+    label_names: list[str]
+    encoder_weights_id: str = ""
+    tiling: dict[str, Any] = field(default_factory=dict)
+    losses: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    package_version: str = __version__
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckpointConfig:
+        data = dict(data)
+        if data.get("format_version", 0) > FORMAT_VERSION:
+            raise CheckpointError(
+                f"checkpoint format {data['format_version']} is newer than this napari-wsirobust "
+                f"understands ({FORMAT_VERSION}); update the plugin"
+            )
+        data["head"] = HeadConfig(**data["head"])
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def check_features(self, encoder_name: str, embed_dim: int) -> None:
+        """Refuse features from another encoder or of another dimension, saying which."""
+        if embed_dim != self.embed_dim or encoder_name != self.encoder_name:
+            raise CheckpointError(
+                f"this model was trained on {self.encoder_name} features ({self.embed_dim}-d), but the "
+                f"features given come from {encoder_name} ({embed_dim}-d); embed the slides with "
+                f"{self.encoder_name} or choose a model trained on {encoder_name}"
+            )
+
+
+def save_checkpoint(
+    model: GatedAttentionMIL, config: CheckpointConfig, model_dir: str | os.PathLike[str]
+) -> Path:
+    """Save atomically (see module docstring); returns the new version folder."""
+    root = Path(model_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"v{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    staging = root / f".{name}.partial"
+    staging.mkdir()
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(staging / WEIGHTS_FILE), metadata={"format": "napari-wsirobust-mil"})
+    (staging / CONFIG_FILE).write_text(config.to_json())
+    final = root / name
+    os.replace(staging, final)
+    pointer_tmp = root / f".{POINTER_FILE}.{name}.tmp"
+    pointer_tmp.write_text(name)
+    os.replace(pointer_tmp, root / POINTER_FILE)  # the commit point
+    for old in root.iterdir():
+        if old.is_dir() and old.name != name and (old.name.startswith("v") or old.name.endswith(".partial")):
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _active_folder(root: Path) -> Path:
+    if not root.exists():
+        raise CheckpointError(f"model folder not found: {root}")
+    if root.is_file():
+        if root.suffix.lower() in PICKLE_SUFFIXES:
+            raise CheckpointError(
+                f"{root.name}: refusing to load a pickle-based file; napari-wsirobust models are a "
+                "folder with model.safetensors and config.json"
+            )
+        raise CheckpointError(f"{root}: expected a model folder (model.safetensors + config.json)")
+    pointer = root / POINTER_FILE
+    folder = root / pointer.read_text().strip() if pointer.exists() else root
+    if not (folder / WEIGHTS_FILE).exists():
+        pickles = [p.name for p in folder.glob("*") if p.suffix.lower() in PICKLE_SUFFIXES]
+        if pickles:
+            raise CheckpointError(
+                f"{root}: holds {', '.join(pickles)} but no {WEIGHTS_FILE}; refusing to unpickle - "
+                "napari-wsirobust models are safetensors + JSON"
+            )
+        raise CheckpointError(f"{root}: no {WEIGHTS_FILE} found")
+    return folder
+
+
+def load_checkpoint(model_dir: str | os.PathLike[str]) -> tuple[GatedAttentionMIL, CheckpointConfig]:
+    """The model (eval mode, CPU) and its config; raises :class:`CheckpointError` with the reason."""
+    folder = _active_folder(Path(model_dir))
+    try:
+        config = CheckpointConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text()))
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"{folder / CONFIG_FILE}: unreadable model config ({exc})") from exc
+    model = config.head.build()
+    try:
+        state = load_file(str(folder / WEIGHTS_FILE), device="cpu")
+        model.load_state_dict(state, strict=True)
+    except Exception as exc:
+        raise CheckpointError(f"{folder / WEIGHTS_FILE}: weights do not load ({exc})") from exc
+    return model.eval(), config
+
+
+def predict_bag(model: GatedAttentionMIL, features: torch.Tensor) -> torch.Tensor:
+    """Class probabilities of one bag of (N, D) features."""
+    with torch.no_grad():
+        return torch.softmax(model(features[None]), dim=-1)[0]
