@@ -52,7 +52,8 @@ def run_demo(cohort_dir: Path, out_dir: Path, headless: bool) -> int:
 
     _silence_pyqt5_toast()
     csv_path = ensure_cohort(cohort_dir)
-    row = pick_demo_row(read_cohort_csv(csv_path))
+    rows = read_cohort_csv(csv_path)
+    row = pick_demo_row(rows)
     viewer = napari.Viewer(title="napari-wsirobust demo", show=True)
     slide = open_slide(row["path"])
     for data, kwargs, _ in slide.to_layer_data(name=f"{row['slide_id']} ({row['label']})"):
@@ -93,7 +94,7 @@ def run_demo(cohort_dir: Path, out_dir: Path, headless: bool) -> int:
         "widgets": ["Slide info"],
         "screenshot": str(shot),
         "cohort_csv": str(csv_path),
-        "n_cohort_slides": len(read_cohort_csv(csv_path)),
+        "n_cohort_slides": len(rows),
     }
     (out_dir / "demo_summary.json").write_text(json.dumps(summary, indent=2))
     viewer.close()

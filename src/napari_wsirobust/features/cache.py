@@ -80,12 +80,12 @@ class FeatureCache:
         key = cache_key(slide, grid, encoder)
         cached = self.load(key)
         missing = _missing(cached, grid) if cached is not None else np.ones(len(grid), bool)
+        sub = grid.subset(missing)
         new = np.zeros((0, encoder.spec.embed_dim), np.float32)
         if missing.any():
-            new = yield from embed_tiles(slide, grid.subset(missing), encoder, **embed_kwargs)
+            new = yield from embed_tiles(slide, sub, encoder, **embed_kwargs)
         else:
             yield EmbedProgress(len(grid), len(grid), 0.0)
-        sub = grid.subset(missing)
         if cached is None:
             merged = FeatureSet(new, sub.coords_level0, sub.rows, sub.cols, feature_attrs(grid, encoder))
         elif missing.any():

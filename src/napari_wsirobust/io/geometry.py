@@ -9,6 +9,12 @@ to overlay the slide exactly.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+import numpy as np
+
+ArrayOrFloat = TypeVar("ArrayOrFloat", float, np.ndarray)
+
 
 def grid_layer_transform(
     step_px: float | tuple[float, float], mpp: tuple[float, float]
@@ -22,11 +28,9 @@ def grid_layer_transform(
     return scale, translate
 
 
-def level0_to_world(x: float, y: float, mpp: tuple[float, float]) -> tuple[float, float]:
-    """World (y, x) µm of the *corner* of level-0 pixel coordinate (x, y) (pixel edges at -0.5)."""
+def level0_to_world(
+    x: ArrayOrFloat, y: ArrayOrFloat, mpp: tuple[float, float]
+) -> tuple[ArrayOrFloat, ArrayOrFloat]:
+    """World (y, x) µm of level-0 pixel coordinate (x, y), where integer coordinates are pixel
+    corners (pixel k spans k..k+1, its centre k + 0.5 lands on world k * mpp). Works on arrays."""
     return ((y - 0.5) * mpp[1], (x - 0.5) * mpp[0])
-
-
-def world_to_level0(wy: float, wx: float, mpp: tuple[float, float]) -> tuple[float, float]:
-    """Inverse of :func:`level0_to_world`: level-0 (x, y) pixel coordinate of a world point."""
-    return (wx / mpp[0] + 0.5, wy / mpp[1] + 0.5)

@@ -318,13 +318,21 @@ class WSI:
         # OpenSlide's convention: one downsample per level (mean of x and y), floored.
         ds = sum(self.level_downsample(level)) / 2.0
         x0, y0 = int(location[0] / ds), int(location[1] / ds)
+        return self.read_level_window(level, x0, y0, x0 + w, y0 + h, fill)
+
+    def read_level_window(
+        self, level: int, x0: int, y0: int, x1: int, y1: int, fill: int = 255, scheduler: str = "threads"
+    ) -> np.ndarray:
+        """Pixels ``[y0, y1) x [x0, x1)`` of ``level`` in that level's pixel coordinates; the part
+        outside the slide is filled with ``fill``. ``scheduler="sync"`` suits callers that already
+        run in worker threads."""
         arr = self._levels[level]
         H, W = arr.shape[:2]
-        out = np.full((h, w, *arr.shape[2:]), fill, dtype=arr.dtype)
-        ya, yb = max(0, y0), min(H, y0 + h)
-        xa, xb = max(0, x0), min(W, x0 + w)
+        out = np.full((y1 - y0, x1 - x0, *arr.shape[2:]), fill, dtype=arr.dtype)
+        ya, yb = max(0, y0), min(H, y1)
+        xa, xb = max(0, x0), min(W, x1)
         if ya < yb and xa < xb:
-            out[ya - y0 : yb - y0, xa - x0 : xb - x0] = arr[ya:yb, xa:xb].compute(scheduler="threads")
+            out[ya - y0 : yb - y0, xa - x0 : xb - x0] = arr[ya:yb, xa:xb].compute(scheduler=scheduler)
         return out
 
     def associated_image(self, name: str) -> np.ndarray:

@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
@@ -155,9 +154,3 @@ def load_checkpoint(model_dir: str | os.PathLike[str]) -> tuple[GatedAttentionMI
     except Exception as exc:
         raise CheckpointError(f"{folder / WEIGHTS_FILE}: weights do not load ({exc})") from exc
     return model.eval(), config
-
-
-def predict_bag(model: GatedAttentionMIL, features: torch.Tensor) -> torch.Tensor:
-    """Class probabilities of one bag of (N, D) features."""
-    with torch.no_grad():
-        return torch.softmax(model(features[None]), dim=-1)[0]

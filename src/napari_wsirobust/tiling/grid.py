@@ -18,6 +18,7 @@ from PIL import Image
 from skimage.measure import points_in_poly
 
 from ..io import WSI, SlideError
+from ..io.geometry import level0_to_world
 from .tissue import TissueMask
 
 
@@ -141,7 +142,7 @@ class TileGrid:
     @property
     def coords_um(self) -> np.ndarray:
         """(N, 2) (y, x) world coordinates in µm of the tile corners (napari axis order)."""
-        return np.column_stack([(self.y0 - 0.5) * self.mpp[1], (self.x0 - 0.5) * self.mpp[0]])
+        return np.column_stack(level0_to_world(self.x0, self.y0, self.mpp))
 
     def subset(self, keep: np.ndarray) -> TileGrid:
         """The tiles selected by a boolean mask or index array, same geometry."""
@@ -171,7 +172,7 @@ class TileGrid:
     def centres_um(self) -> np.ndarray:
         """(N, 2) (y, x) µm of the tile centres."""
         w, h = self.tile_size_level0
-        return np.column_stack([(self.y0 + h / 2 - 0.5) * self.mpp[1], (self.x0 + w / 2 - 0.5) * self.mpp[0]])
+        return np.column_stack(level0_to_world(self.x0 + w / 2, self.y0 + h / 2, self.mpp))
 
 
 def _slide_mpp(slide: WSI) -> tuple[float, float]:
@@ -204,8 +205,7 @@ def make_tile_grid(
     rows, cols = rows.ravel(), cols.ravel()
     x0 = cols * stride[0]
     y0 = rows * stride[1]
-    cy = (y0 + size[1] / 2 - 0.5) * mpp[1]
-    cx = (x0 + size[0] / 2 - 0.5) * mpp[0]
+    cy, cx = level0_to_world(x0 + size[0] / 2, y0 + size[1] / 2, mpp)
     keep = scope.contains(cy, cx)
     fractions = np.ones(rows.size)
     if tissue is not None:
@@ -238,13 +238,7 @@ def read_tile(slide: WSI, grid: TileGrid, index: int) -> np.ndarray:
     w, h = grid.tile_size_level0[0] / dx, grid.tile_size_level0[1] / dy
     xa, ya = int(np.floor(x0)), int(np.floor(y0))
     xb, yb = int(np.ceil(x0 + w)), int(np.ceil(y0 + h))
-    arr = slide.levels[level]
-    H, W = arr.shape[:2]
-    region = np.full((yb - ya, xb - xa, 3), 255, np.uint8)
-    ca, cb = max(ya, 0), min(yb, H)
-    ra, rb = max(xa, 0), min(xb, W)
-    if ca < cb and ra < rb:
-        region[ca - ya : cb - ya, ra - xa : rb - xa] = arr[ca:cb, ra:rb].compute(scheduler="sync")
+    region = slide.read_level_window(level, xa, ya, xb, yb, scheduler="sync")
     ts = grid.config.tile_size
     box = (x0 - xa, y0 - ya, x0 - xa + w, y0 - ya + h)
     if region.shape[:2] == (ts, ts) and box == (0.0, 0.0, float(ts), float(ts)):
