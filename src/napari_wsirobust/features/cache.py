@@ -21,6 +21,7 @@ import numpy as np
 
 from ..encoders import TileEncoder
 from ..io import WSI
+from ..stain import ScannerAugmentation
 from ..tiling import TileGrid
 from .h5 import FeatureFileError, FeatureSet, read_feature_h5, write_feature_h5
 from .pipeline import EmbedProgress, embed_tiles
@@ -28,14 +29,19 @@ from .pipeline import EmbedProgress, embed_tiles
 CACHE_FORMAT = 1
 
 
-def cache_key(slide: WSI, grid: TileGrid, encoder: TileEncoder) -> str:
+def cache_key(
+    slide: WSI, grid: TileGrid, encoder: TileEncoder, view: ScannerAugmentation | None = None
+) -> str:
+    """Key of a slide's features; ``view`` (a scanner-swapped view) makes it a separate entry."""
     info = encoder.info
-    payload = {
+    payload: dict[str, object] = {
         "format": CACHE_FORMAT,
         "slide": slide.content_id(),
         "geometry": grid.geometry_identity(),
         "encoder": [info.name, info.weights_id, info.embed_dim],
     }
+    if view is not None:
+        payload["view"] = view.identity()
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -68,16 +74,31 @@ class FeatureCache:
     def store(self, key: str, fs: FeatureSet) -> Path:
         return write_feature_h5(self.path_for(key), fs)
 
+    def load_aligned(self, key: str, grid: TileGrid) -> np.ndarray | None:
+        """Features of every tile of ``grid`` in grid order if the entry has them all, else None."""
+        fs = self.load(key)
+        if fs is None or _missing(fs, grid).any():
+            return None
+        return _align(fs, grid)
+
     def has_all(self, key: str, grid: TileGrid) -> bool:
         fs = self.load(key)
         return fs is not None and not _missing(fs, grid).any()
 
     def embed(
-        self, slide: WSI, grid: TileGrid, encoder: TileEncoder, **embed_kwargs: object
+        self,
+        slide: WSI,
+        grid: TileGrid,
+        encoder: TileEncoder,
+        view: ScannerAugmentation | None = None,
+        **embed_kwargs: object,
     ) -> Generator[EmbedProgress, None, np.ndarray]:
         """Features of every tile of ``grid`` in grid order, embedding only the tiles the cache
-        lacks (a generator like :func:`embed_tiles`)."""
-        key = cache_key(slide, grid, encoder)
+        lacks (a generator like :func:`embed_tiles`). With ``view``, the tiles are embedded as that
+        scanner-swapped view and cached under their own key."""
+        key = cache_key(slide, grid, encoder, view)
+        if view is not None:
+            embed_kwargs["transform"] = view.for_slide(slide.content_id(), float(grid.config.target_mpp))
         cached = self.load(key)
         missing = _missing(cached, grid) if cached is not None else np.ones(len(grid), bool)
         sub = grid.subset(missing)

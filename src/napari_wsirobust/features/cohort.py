@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from ..tiling import Scope, TilingConfig, TissueMaskConfig, detect_tissue, make_tile_grid
+import numpy as np
+
+from ..encoders import TileEncoder
+from ..stain import ScannerAugmentation
+from ..tiling import Scope, TileGrid, TilingConfig, TissueMaskConfig, detect_tissue, make_tile_grid
 from .cache import FeatureCache, cache_key, feature_attrs
 from .h5 import FeatureSet, write_feature_h5
 
@@ -33,6 +37,7 @@ class ExtractConfig:
     device: str = "auto"
     batch_size: int = 32
     h5_dir: str | None = None  # also export <slide stem>.h5 in the CLAM/TRIDENT layout
+    views: tuple[ScannerAugmentation, ...] = ()  # scanner-swapped views also embedded and cached
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,6 @@ class SlideResult:
     n_tiles: int = 0
     seconds: float = 0.0
     error: str = ""
-    cache_file: str = ""
 
 
 @lru_cache(maxsize=2)
@@ -56,42 +60,92 @@ def _encoder(name: str, weights: str | None, allow_hub: bool, device: str):  # t
     return create_encoder(name, weights, allow_hub=allow_hub, device=select_device(device))
 
 
-def extract_one(path: str, config: ExtractConfig) -> SlideResult:
-    """Embed one slide into the cache; never raises (errors come back in the result)."""
+def _tiling_for(config: ExtractConfig, encoder: TileEncoder) -> TilingConfig:
+    tiling = config.tiling
+    if tiling.tile_size == encoder.spec.input_size:
+        return tiling
+    return TilingConfig(
+        tile_size=encoder.spec.input_size,
+        target_mpp=tiling.target_mpp,
+        overlap=tiling.overlap,
+        min_tissue_fraction=tiling.min_tissue_fraction,
+    )
+
+
+@dataclass
+class SlideFeatures:
+    """One slide's whole-slide tile grid and the features of its tiles (grid order)."""
+
+    path: str
+    grid: TileGrid
+    features: np.ndarray  # (N, D) float32
+    view: str = ""  # "" for the slide as scanned, else the view's identity
+    encoder: str = ""
+    weights_id: str = ""
+    from_cache: bool = True  # False when tiles had to be embedded
+
+
+def slide_features(
+    path: str,
+    config: ExtractConfig,
+    views: tuple[ScannerAugmentation | None, ...] = (None,),
+    embed: bool = True,
+) -> list[SlideFeatures] | None:
+    """Whole-slide features of one slide, one :class:`SlideFeatures` per entry of ``views`` (None:
+    the slide as scanned), from the cache; missing tiles are embedded when ``embed``, otherwise None
+    is returned unless everything is cached. The slide is opened and tiled once. Raises on
+    unreadable slides."""
     from ..io import open_slide
     from .pipeline import run_to_completion
 
-    start = time.perf_counter()
-    try:
-        encoder = _encoder(config.encoder, config.weights, config.allow_hub, config.device)
-        tiling = config.tiling
-        if tiling.tile_size != encoder.spec.input_size:
-            tiling = TilingConfig(
-                tile_size=encoder.spec.input_size,
-                target_mpp=tiling.target_mpp,
-                overlap=tiling.overlap,
-                min_tissue_fraction=tiling.min_tissue_fraction,
-            )
-        with open_slide(path) as slide:
-            slide.require_rgb()
-            grid = make_tile_grid(slide, tiling, Scope.whole(), detect_tissue(slide, config.tissue))
-            cache = FeatureCache(config.cache_dir)
-            key = cache_key(slide, grid, encoder)
-            status = "cached" if cache.has_all(key, grid) else "extracted"
-            features = run_to_completion(cache.embed(slide, grid, encoder, batch_size=config.batch_size))
-            if config.h5_dir:
-                write_feature_h5(
-                    Path(config.h5_dir) / f"{Path(path).stem}.h5",
-                    FeatureSet(
-                        features,
-                        grid.coords_level0,
-                        grid.rows,
-                        grid.cols,
-                        feature_attrs(grid, encoder),
-                    ),
+    encoder = _encoder(config.encoder, config.weights, config.allow_hub, config.device)
+    info = encoder.info
+    cache = FeatureCache(config.cache_dir)
+    out: list[SlideFeatures] = []
+    with open_slide(path) as slide:
+        slide.require_rgb()
+        tissue = detect_tissue(slide, config.tissue)
+        grid = make_tile_grid(slide, _tiling_for(config, encoder), Scope.whole(), tissue)
+        for view in views:
+            features = cache.load_aligned(cache_key(slide, grid, encoder, view), grid)
+            from_cache = features is not None
+            if features is None:
+                if not embed:
+                    return None
+                features = run_to_completion(
+                    cache.embed(slide, grid, encoder, view, batch_size=config.batch_size)
                 )
+            view_id = view.identity() if view is not None else ""
+            out.append(
+                SlideFeatures(str(path), grid, features, view_id, info.name, info.weights_id, from_cache)
+            )
+    return out
+
+
+def extract_one(path: str, config: ExtractConfig) -> SlideResult:
+    """Embed one slide (and its scanner-swapped ``config.views``) into the cache; never raises
+    (errors come back in the result)."""
+    start = time.perf_counter()
+    views = (None, *config.views)
+    try:
+        result = slide_features(path, config, views)
+        assert result is not None
+        cached = all(r.from_cache for r in result)
+        plain = result[0]
+        encoder = _encoder(config.encoder, config.weights, config.allow_hub, config.device)
+        if config.h5_dir:
+            write_feature_h5(
+                Path(config.h5_dir) / f"{Path(path).stem}.h5",
+                FeatureSet(
+                    plain.features,
+                    plain.grid.coords_level0,
+                    plain.grid.rows,
+                    plain.grid.cols,
+                    feature_attrs(plain.grid, encoder),
+                ),
+            )
         return SlideResult(
-            str(path), status, len(grid), time.perf_counter() - start, cache_file=str(cache.path_for(key))
+            str(path), "cached" if cached else "extracted", len(plain.grid), time.perf_counter() - start
         )
     except Exception as exc:  # one bad slide must not stop the cohort
         detail = f"{type(exc).__name__}: {exc}"

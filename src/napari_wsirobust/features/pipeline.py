@@ -21,6 +21,7 @@ import torch
 
 from ..encoders import TileEncoder
 from ..io import WSI
+from ..stain import TileTransform
 from ..tiling import TileGrid, read_tile
 
 
@@ -64,8 +65,13 @@ def autocast_for(device: torch.device) -> torch.autocast | nullcontext:
     return torch.autocast("cuda", dtype=dtype)
 
 
-def _read_batch(slide: WSI, grid: TileGrid, indices: np.ndarray) -> np.ndarray:
-    return np.stack([read_tile(slide, grid, int(i)) for i in indices])
+def _read_batch(
+    slide: WSI, grid: TileGrid, indices: np.ndarray, transform: TileTransform | None = None
+) -> np.ndarray:
+    tiles = [read_tile(slide, grid, int(i)) for i in indices]
+    if transform is not None:
+        tiles = [transform(t, int(grid.rows[i]), int(grid.cols[i])) for t, i in zip(tiles, indices)]
+    return np.stack(tiles)
 
 
 def embed_batch(encoder: TileEncoder, tiles: np.ndarray, device: torch.device) -> np.ndarray:
@@ -88,8 +94,12 @@ def embed_tiles(
     readers: int = 2,
     prefetch: int = 2,
     device: torch.device | None = None,
+    transform: TileTransform | None = None,
 ) -> Generator[EmbedProgress, None, np.ndarray]:
-    """Embed every tile of ``grid``; yields progress per batch, returns (N, D) float32."""
+    """Embed every tile of ``grid``; yields progress per batch, returns (N, D) float32.
+
+    ``transform(tile, row, col)`` (e.g. a scanner-swapped view) is applied to each tile after reading.
+    """
     if grid.config.tile_size != encoder.spec.input_size:
         raise ValueError(
             f"tiles are {grid.config.tile_size} px but {encoder.spec.name} expects "
@@ -110,7 +120,7 @@ def embed_tiles(
         while done < n:
             while next_batch < len(batches) and len(pending) < prefetch + 1:
                 idx = batches[next_batch]
-                pending.append((idx, pool.submit(_read_batch, slide, grid, idx)))
+                pending.append((idx, pool.submit(_read_batch, slide, grid, idx, transform)))
                 next_batch += 1
             idx, future = pending.popleft()
             out[idx] = embed_batch(encoder, future.result(), device)

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
@@ -32,6 +33,7 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 POINTER_FILE = "CURRENT"
+EXTRA_PREFIX = "extra."
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
 
 
@@ -64,6 +66,7 @@ class CheckpointConfig:
     tiling: dict[str, Any] = field(default_factory=dict)
     losses: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
     package_version: str = __version__
     format_version: int = FORMAT_VERSION
 
@@ -93,15 +96,22 @@ class CheckpointConfig:
 
 
 def save_checkpoint(
-    model: GatedAttentionMIL, config: CheckpointConfig, model_dir: str | os.PathLike[str]
+    model: GatedAttentionMIL,
+    config: CheckpointConfig,
+    model_dir: str | os.PathLike[str],
+    extra_tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Save atomically (see module docstring); returns the new version folder."""
+    """Save atomically (see module docstring); returns the new version folder. ``extra_tensors``
+    (e.g. per-site standardisation statistics) are stored beside the weights under
+    ``extra.<name>``."""
     root = Path(model_dir)
     root.mkdir(parents=True, exist_ok=True)
     name = f"v{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     staging = root / f".{name}.partial"
     staging.mkdir()
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for name, tensor in (extra_tensors or {}).items():
+        state[f"{EXTRA_PREFIX}{name}"] = tensor.detach().cpu().contiguous()
     save_file(state, str(staging / WEIGHTS_FILE), metadata={"format": "napari-wsirobust-mil"})
     (staging / CONFIG_FILE).write_text(config.to_json())
     final = root / name
@@ -140,6 +150,14 @@ def _active_folder(root: Path) -> Path:
 
 def load_checkpoint(model_dir: str | os.PathLike[str]) -> tuple[GatedAttentionMIL, CheckpointConfig]:
     """The model (eval mode, CPU) and its config; raises :class:`CheckpointError` with the reason."""
+    model, config, _ = load_checkpoint_with_extras(model_dir)
+    return model, config
+
+
+def load_checkpoint_with_extras(
+    model_dir: str | os.PathLike[str],
+) -> tuple[GatedAttentionMIL, CheckpointConfig, dict[str, torch.Tensor]]:
+    """Like :func:`load_checkpoint`, also returning the extra tensors saved with the weights."""
     folder = _active_folder(Path(model_dir))
     try:
         config = CheckpointConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text()))
@@ -150,7 +168,9 @@ def load_checkpoint(model_dir: str | os.PathLike[str]) -> tuple[GatedAttentionMI
     model = config.head.build()
     try:
         state = load_file(str(folder / WEIGHTS_FILE), device="cpu")
-        model.load_state_dict(state, strict=True)
+        extras = {k[len(EXTRA_PREFIX) :]: v for k, v in state.items() if k.startswith(EXTRA_PREFIX)}
+        weights = {k: v for k, v in state.items() if not k.startswith(EXTRA_PREFIX)}
+        model.load_state_dict(weights, strict=True)
     except Exception as exc:
         raise CheckpointError(f"{folder / WEIGHTS_FILE}: weights do not load ({exc})") from exc
-    return model.eval(), config
+    return model.eval(), config, extras

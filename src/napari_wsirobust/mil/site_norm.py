@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 
 @dataclass
@@ -42,3 +43,28 @@ class SiteStandardiser:
         else:
             mean, std = self.pooled
         return ((bag - mean) / std).astype(np.float32)
+
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        """Statistics as named tensors (for the safetensors checkpoint)."""
+        if self.pooled is None:
+            raise RuntimeError("SiteStandardiser.fit must be called first")
+        out = {"site_norm.pooled.mean": torch.from_numpy(self.pooled[0].astype(np.float32))}
+        out["site_norm.pooled.std"] = torch.from_numpy(self.pooled[1].astype(np.float32))
+        for site, (mean, std) in self.stats.items():
+            out[f"site_norm.site.{site}.mean"] = torch.from_numpy(mean.astype(np.float32))
+            out[f"site_norm.site.{site}.std"] = torch.from_numpy(std.astype(np.float32))
+        return out
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> SiteStandardiser | None:
+        """Inverse of :meth:`to_tensors`; None when the tensors hold no statistics."""
+        if "site_norm.pooled.mean" not in tensors:
+            return None
+        out = cls()
+        out.pooled = (tensors["site_norm.pooled.mean"].numpy(), tensors["site_norm.pooled.std"].numpy())
+        prefix = "site_norm.site."
+        for key in tensors:
+            if key.startswith(prefix) and key.endswith(".mean"):
+                site = key[len(prefix) : -len(".mean")]
+                out.stats[site] = (tensors[key].numpy(), tensors[f"{prefix}{site}.std"].numpy())
+        return out

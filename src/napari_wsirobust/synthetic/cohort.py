@@ -60,6 +60,8 @@ class CohortConfig:
     width: int = 2048
     height: int = 1536
     mpp: float = 0.5
+    atypia: float = 1.0  # how different tumour nuclei look (see TissueSpec): the difficulty knob
+    tumour_fraction_range: tuple[float, float] = (0.2, 0.4)  # of the tissue, per tumour slide
     workers: int = field(default=0, compare=False)  # 0: one per CPU core
 
     def __post_init__(self) -> None:
@@ -128,7 +130,8 @@ def plan_cohort(cfg: CohortConfig) -> list[CohortSlide]:
             height=cfg.height,
             mpp=cfg.mpp,
             tissue_coverage=float(rng.uniform(0.45, 0.65)),
-            tumour_fraction=float(rng.uniform(0.2, 0.4)),
+            tumour_fraction=float(rng.uniform(*cfg.tumour_fraction_range)),
+            atypia=cfg.atypia,
         )
 
     def add(label: str, scanner: str, split: str, swap_to: tuple[str, ...] = ()) -> None:

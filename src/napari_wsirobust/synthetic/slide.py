@@ -145,6 +145,11 @@ def load_ground_truth(slide_path: str | os.PathLike[str]) -> GroundTruth:
     gt_path = ground_truth_path_for(slide_path)
     if not gt_path.exists():
         raise FileNotFoundError(f"no ground truth for {slide_path}: expected {gt_path}")
+    return read_ground_truth_file(gt_path)
+
+
+def read_ground_truth_file(gt_path: str | os.PathLike[str]) -> GroundTruth:
+    """Read a ``.gt.npz`` ground-truth file itself (no pickle involved)."""
     with np.load(gt_path, allow_pickle=False) as data:
         return GroundTruth(
             tissue=data["tissue"].astype(bool),

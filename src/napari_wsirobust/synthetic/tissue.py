@@ -51,6 +51,7 @@ class TissueSpec:
     mpp: float = 0.5
     tissue_coverage: float = 0.55
     tumour_fraction: float = 0.3
+    atypia: float = 1.0  # 0: tumour nuclei look normal, 1: fully atypical (the difficulty knob)
 
     def __post_init__(self) -> None:
         if self.width < 64 or self.height < 64:
@@ -61,9 +62,23 @@ class TissueSpec:
             raise ValueError("tissue_coverage must be within 0.05..0.95")
         if not 0.0 < self.tumour_fraction <= 0.9:
             raise ValueError("tumour_fraction must be within (0, 0.9]")
+        if not 0.0 < self.atypia <= 1.0:
+            raise ValueError("atypia must be within (0, 1]")
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def tumour_nuclei(atypia: float) -> dict[str, object]:
+    """Tumour nucleus population ``atypia`` of the way from normal to fully atypical."""
+    out: dict[str, object] = {}
+    for key, normal in NORMAL_NUCLEI.items():
+        tumour = TUMOUR_NUCLEI[key]
+        if isinstance(normal, tuple):
+            out[key] = tuple(n + atypia * (t - n) for n, t in zip(normal, tumour))  # type: ignore[arg-type]
+        else:
+            out[key] = normal + atypia * (tumour - normal)  # type: ignore[operator]
+    return out
 
 
 def _quantile_threshold(field: np.ndarray, keep_fraction: float) -> float:
@@ -138,7 +153,8 @@ class TissueLayout:
         b = NUCLEUS_BLOCK_PX
         rng = np.random.default_rng([spec.seed, 1, by, bx])
         area_um2 = (b * spec.mpp) ** 2
-        max_density = TUMOUR_NUCLEI["density"]
+        tumour_pop = self.tumour_population
+        max_density = tumour_pop["density"]
         n = rng.poisson(max_density * area_um2)
         y = by * b + rng.uniform(0, b, n)
         x = bx * b + rng.uniform(0, b, n)
@@ -148,12 +164,12 @@ class TissueLayout:
         tissue = self._cell_value(self.tissue_mask, y, x) & inside
         tissue &= self._cell_value(self.lumen_field, y, x) < 0.5
         tumour = self._cell_value(self.tumour_mask, y, x) & tissue
-        density = np.where(tumour, TUMOUR_NUCLEI["density"], NORMAL_NUCLEI["density"])
+        density = np.where(tumour, tumour_pop["density"], NORMAL_NUCLEI["density"])
         keep = tissue & (accept_u < density / max_density)
 
         def draw(key: str, k: int) -> np.ndarray:
             lo_n, hi_n = NORMAL_NUCLEI[key]
-            lo_t, hi_t = TUMOUR_NUCLEI[key]
+            lo_t, hi_t = tumour_pop[key]
             lo = np.where(tumour, lo_t, lo_n)
             hi = np.where(tumour, hi_t, hi_n)
             return lo + (hi - lo) * u[k]
@@ -177,6 +193,10 @@ class TissueLayout:
         out["tumour"] = tumour[keep]
         return out
 
+    @cached_property
+    def tumour_population(self) -> dict:
+        return tumour_nuclei(self.spec.atypia)
+
     def nuclei_in_rows(self, y0: float, y1: float) -> np.ndarray:
         """All nuclei whose extent may touch level-0 rows ``y0..y1``."""
         b = NUCLEUS_BLOCK_PX
@@ -198,8 +218,9 @@ class TissueLayout:
         eosin_base = sample_rows(self.eosin_field, step, y0, y1, w)
         fibre = sample_rows(self.fibre_field, self.fibre_step, y0, y1, w)
         solid = tissue * (1.0 - lumen)
-        eosin = solid * eosin_base * (0.55 + 0.9 * fibre) * (1.0 - 0.3 * tumour)
-        hema = solid * (0.04 + 0.08 * tumour)
+        atypia = self.spec.atypia
+        eosin = solid * eosin_base * (0.55 + 0.9 * fibre) * (1.0 - 0.3 * atypia * tumour)
+        hema = solid * (0.04 + 0.08 * atypia * tumour)
         nuclei = np.zeros_like(hema)
         self._draw_nuclei(nuclei, self.nuclei_in_rows(y0, y1), y0)
         hema = np.maximum(hema, nuclei)

@@ -1,0 +1,205 @@
+"""Training cohorts for the MIL head: the cohort table and bags of cached tile features.
+
+A cohort CSV needs ``path`` (relative paths are resolved against the CSV's folder) and ``label``;
+``slide_id`` (default: file stem), ``scanner`` or ``site`` (default: one site), ``patient``
+(default: one patient per slide) and ``split`` (train/val/test...; default: patient-level split
+drawn with a seed, stratified by label) are optional. A patient never spans two splits: a table that
+puts one patient in two splits is refused, because slides of the same patient in train and test
+leak the patient's biology into the test score.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..features.cohort import ExtractConfig, slide_features
+from ..stain import ScannerAugmentation
+from ..tiling import TileGrid
+
+TRAIN, VAL = "train", "val"
+
+
+class CohortError(ValueError):
+    """A cohort table is unusable (missing columns, leaking patients, unknown labels...)."""
+
+
+@dataclass(frozen=True)
+class CohortRow:
+    slide_id: str
+    path: str
+    label: str
+    site: str
+    patient: str
+    split: str
+    ground_truth: str = ""
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+@dataclass
+class CohortTable:
+    rows: list[CohortRow]
+    label_names: list[str]
+    site_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def split(self, *names: str) -> list[CohortRow]:
+        return [r for r in self.rows if r.split in names]
+
+    def label_index(self, label: str) -> int:
+        return self.label_names.index(label)
+
+
+def assign_patient_splits(
+    patients: list[str], labels: list[str], fractions: tuple[float, float] = (0.7, 0.15), seed: int = 0
+) -> dict[str, str]:
+    """Patient -> "train"/"val"/"test", drawn per label (a patient takes its first slide's label)."""
+    first_label: dict[str, str] = {}
+    for p, y in zip(patients, labels):
+        first_label.setdefault(p, y)
+    rng = np.random.default_rng(seed)
+    out: dict[str, str] = {}
+    for label in sorted(set(first_label.values())):
+        group = sorted(p for p, y in first_label.items() if y == label)
+        rng.shuffle(group)
+        n_train = int(round(fractions[0] * len(group)))
+        n_val = int(round(fractions[1] * len(group)))
+        for i, p in enumerate(group):
+            out[p] = TRAIN if i < n_train else VAL if i < n_train + n_val else "test"
+    return out
+
+
+def check_patient_splits(rows: list[CohortRow]) -> None:
+    seen: dict[str, str] = {}
+    for r in rows:
+        if seen.setdefault(r.patient, r.split) != r.split:
+            raise CohortError(
+                f"patient {r.patient!r} appears in splits {seen[r.patient]!r} and {r.split!r}; a patient's "
+                "slides must all be in one split (otherwise the test score leaks training patients)"
+            )
+
+
+def read_cohort_table(
+    path: str | os.PathLike[str], label_names: list[str] | None = None, split_seed: int = 0
+) -> CohortTable:
+    """Read and validate a cohort CSV (see module docstring)."""
+    path = Path(path)
+    if not path.exists():
+        raise CohortError(f"cohort table not found: {path}")
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns = set(reader.fieldnames or [])
+        records = list(reader)
+    missing = {"path", "label"} - columns
+    if missing:
+        raise CohortError(
+            f"{path.name}: missing column(s) {', '.join(sorted(missing))}; have {sorted(columns)}"
+        )
+    if not records:
+        raise CohortError(f"{path.name}: no slides")
+    site_col = "site" if "site" in columns else "scanner" if "scanner" in columns else None
+    rows: list[CohortRow] = []
+    for i, rec in enumerate(records, start=2):
+        if not rec["path"] or not rec["label"]:
+            raise CohortError(f"{path.name}, line {i}: empty path or label")
+        p = Path(rec["path"])
+        p = p if p.is_absolute() else (path.parent / p).resolve()
+        slide_id = rec.get("slide_id") or p.stem
+        gt = rec.get("ground_truth") or ""
+        if gt and not Path(gt).is_absolute():
+            gt = str((path.parent / gt).resolve())
+        rows.append(
+            CohortRow(
+                slide_id=slide_id,
+                path=str(p),
+                label=rec["label"].strip(),
+                site=(rec.get(site_col) or "unknown").strip() if site_col else "unknown",
+                patient=(rec.get("patient") or slide_id).strip(),
+                split=(rec.get("split") or "").strip(),
+                ground_truth=gt,
+                extra={
+                    k: v for k, v in rec.items() if k not in {"path", "label", "slide_id", "patient", "split"}
+                },
+            )
+        )
+    if any(not r.split for r in rows):
+        if not all(not r.split for r in rows):
+            raise CohortError(f"{path.name}: the split column is filled for some slides only")
+        splits = assign_patient_splits([r.patient for r in rows], [r.label for r in rows], seed=split_seed)
+        rows = [CohortRow(**{**r.__dict__, "split": splits[r.patient]}) for r in rows]
+    check_patient_splits(rows)
+    labels = label_names or sorted({r.label for r in rows})
+    unknown = sorted({r.label for r in rows} - set(labels))
+    if unknown:
+        raise CohortError(f"{path.name}: labels {unknown} are not among the model's labels {labels}")
+    if len(labels) < 2:
+        raise CohortError(f"{path.name}: need at least two labels to train, found only {labels}")
+    return CohortTable(rows, list(labels), sorted({r.site for r in rows}))
+
+
+@dataclass
+class Bag:
+    """One slide as a bag of tile features, with everything training and evaluation need."""
+
+    row: CohortRow
+    label: int
+    site: int
+    features: np.ndarray  # (N, D) float32
+    grid: TileGrid
+    views: list[np.ndarray] = field(default_factory=list)  # scanner-swapped views, each (N, D)
+    tumour_fraction: np.ndarray | None = None  # (N,) ground-truth tumour fraction per tile
+
+    @property
+    def n_tiles(self) -> int:
+        return len(self.features)
+
+
+def tile_tumour_fraction(ground_truth_path: str, grid: TileGrid) -> np.ndarray:
+    """Per-tile ground-truth tumour fraction of a synthetic slide."""
+    from ..synthetic.slide import read_ground_truth_file
+
+    gt = read_ground_truth_file(ground_truth_path)
+    w, h = grid.tile_size_level0
+    return np.array([gt.tumour_fraction_in(x, y, x + w, y + h) for x, y in zip(grid.x0, grid.y0)], np.float32)
+
+
+def load_bags(
+    table: CohortTable,
+    rows: list[CohortRow],
+    extract: ExtractConfig,
+    views: tuple[ScannerAugmentation, ...] | None = None,
+    with_ground_truth: bool = True,
+) -> list[Bag]:
+    """Bags for ``rows``: features from the cache (embedding what is missing), and those of the
+    scanner-swapped ``views`` (default: ``extract.views``).
+
+    A slide without tissue tiles is refused with its name: it cannot be a training example."""
+    views = extract.views if views is None else views
+    bags: list[Bag] = []
+    for r in rows:
+        feats = slide_features(r.path, extract, (None, *views))
+        assert feats is not None
+        plain = feats[0]
+        if len(plain.features) == 0:
+            raise CohortError(f"{r.slide_id}: no tissue tiles found in {r.path}")
+        fraction = None
+        if with_ground_truth and r.ground_truth and Path(r.ground_truth).exists():
+            fraction = tile_tumour_fraction(r.ground_truth, plain.grid)
+        bags.append(
+            Bag(
+                row=r,
+                label=table.label_index(r.label),
+                site=table.site_names.index(r.site) if r.site in table.site_names else -1,
+                features=plain.features,
+                grid=plain.grid,
+                views=[f.features for f in feats[1:]],
+                tumour_fraction=fraction,
+            )
+        )
+    return bags

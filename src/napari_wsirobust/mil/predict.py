@@ -1,0 +1,133 @@
+"""Running a trained head: on a bag of features, on slides, and on a whole evaluation set.
+
+:class:`TrainedHead` bundles the model, its config (encoder, labels, tiling) and the per-site
+standardiser when it was trained with one. It is what the CLI, the napari widgets and the benchmark
+call; features are checked against the encoder the head was trained on before anything runs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import CheckpointConfig, load_checkpoint_with_extras
+from .data import Bag
+from .metrics import (
+    auc_ovr,
+    balanced_accuracy,
+    bootstrap_ci,
+    expected_calibration_error,
+    localisation_auc,
+    per_site_auc,
+)
+from .model import GatedAttentionMIL
+from .site_norm import SiteStandardiser
+
+
+@dataclass
+class BagPrediction:
+    """A head's output for one bag of N tiles, as numpy arrays."""
+
+    probabilities: np.ndarray  # (C,)
+    attention: np.ndarray  # (N,), sums to 1
+    representation: np.ndarray  # (H,)
+    instance_probabilities: np.ndarray | None  # (N, C)
+
+    @property
+    def label_index(self) -> int:
+        return int(self.probabilities.argmax())
+
+
+@dataclass
+class TrainedHead:
+    model: GatedAttentionMIL
+    config: CheckpointConfig
+    standardiser: SiteStandardiser | None = None
+
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike[str]) -> TrainedHead:
+        model, config, extras = load_checkpoint_with_extras(model_dir)
+        return cls(model, config, SiteStandardiser.from_tensors(extras))
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.config.label_names
+
+    def check_features(self, encoder_name: str, embed_dim: int) -> None:
+        self.config.check_features(encoder_name, embed_dim)
+
+    @torch.no_grad()
+    def predict(self, features: np.ndarray, site: str | None = None) -> BagPrediction:
+        """Predict one bag of (N, D) features; ``site`` selects the per-site standardisation."""
+        if features.ndim != 2 or features.shape[1] != self.config.embed_dim:
+            raise ValueError(
+                f"expected ({'N'}, {self.config.embed_dim}) features from {self.config.encoder_name}, "
+                f"got {features.shape}"
+            )
+        if len(features) == 0:
+            raise ValueError("no tiles to predict on (no tissue in the chosen scope?)")
+        x = features.astype(np.float32)
+        if self.standardiser is not None:
+            x = self.standardiser.transform(x, site or "")
+        self.model.eval()
+        out = self.model.forward_details(torch.from_numpy(x)[None])
+        inst = out.instance_logits
+        return BagPrediction(
+            probabilities=torch.softmax(out.logits, -1)[0].numpy(),
+            attention=out.attention[0].numpy(),
+            representation=out.representation[0].numpy(),
+            instance_probabilities=torch.softmax(inst, -1)[0].numpy() if inst is not None else None,
+        )
+
+    def predict_bags(self, bags: list[Bag], view: int | None = None) -> list[BagPrediction]:
+        """Predictions for bags (``view``: use that scanner-swapped view's features instead)."""
+        return [self.predict(b.features if view is None else b.views[view], b.row.site) for b in bags]
+
+
+def evaluate(
+    head: TrainedHead, bags: list[Bag], n_bootstrap: int = 1000, seed: int = 0
+) -> tuple[dict[str, Any], list[BagPrediction]]:
+    """Metrics of ``head`` on ``bags`` (see :mod:`napari_wsirobust.mil.metrics`) and predictions."""
+    predictions = head.predict_bags(bags)
+    y = np.array([b.label for b in bags])
+    probs = np.stack([p.probabilities for p in predictions])
+    patients = [b.row.patient for b in bags]
+    auc = auc_ovr(y, probs)
+    lo, hi = bootstrap_ci(auc_ovr, y, probs, patients, n_bootstrap, seed)
+    metrics: dict[str, Any] = {
+        "n_slides": len(bags),
+        "auc": auc,
+        "auc_ci95": [lo, hi],
+        "balanced_accuracy": balanced_accuracy(y, probs.argmax(1)),
+        "ece": expected_calibration_error(y, probs),
+        "per_site_auc": per_site_auc(y, probs, [b.row.site for b in bags]),
+        "localisation_auc": localisation_auc(
+            [p.attention for p in predictions], [b.tumour_fraction for b in bags]
+        ),
+    }
+    return metrics, predictions
+
+
+def write_predictions_csv(
+    path: str | os.PathLike[str], slides: list[str], predictions: list[BagPrediction], label_names: list[str]
+) -> Path:
+    """One row per slide: slide, predicted label, probability of each label, number of tiles."""
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["slide", "prediction", *[f"p_{n}" for n in label_names], "n_tiles"])
+        for slide, p in zip(slides, predictions):
+            writer.writerow(
+                [slide, label_names[p.label_index], *[f"{v:.6f}" for v in p.probabilities], len(p.attention)]
+            )
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,206 @@
+"""The shortcut benchmark: does a head learn the scanner instead of the tissue, and do the
+robustness losses stop it?
+
+Data: the synthetic multi-scanner cohort (:mod:`napari_wsirobust.synthetic.cohort`), embedded with
+one encoder. Train/val/test_id are *confounded* (most tumour slides come from scanner A);
+test_ood has scanner and label independent, and every test_ood patient is scanned on every
+scanner. For each loss configuration and seed we train on train (early stopping on val) and report
+
+- ``auc_id``: AUC on test_id (the confounded, in-distribution test),
+- ``auc_shifted``: AUC on test_ood (all scanners, both labels on each),
+- ``drop``: auc_id - auc_shifted,
+- ``site_predictability``: cross-validated balanced accuracy of a linear probe predicting the
+  scanner from the head's slide representation on test_ood (chance = 1 / scanners),
+- ``localisation``: mean per-slide AUC of attention vs ground-truth tumour tiles (test_ood tumours),
+- ``flip_rate``: fraction of test_ood patients whose predicted label differs between scanners.
+
+Results: mean and standard deviation over seeds per configuration, as JSON and a Markdown table.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..features.cohort import ExtractConfig, extract_cohort
+from ..stain import ScannerAugmentation
+from ..synthetic.cohort import CohortConfig, generate_cohort
+from .data import Bag, CohortTable, load_bags, read_cohort_table
+from .metrics import auc_ovr, site_predictability
+from .predict import TrainedHead, evaluate
+from .train import LOSS_PRESETS, FeatureSource, TrainConfig, Trainer, train_to_completion
+
+METRICS = ("auc_id", "auc_shifted", "drop", "site_predictability", "localisation", "flip_rate")
+
+
+@dataclass(frozen=True)
+class ShortcutConfig:
+    work_dir: str
+    cohort: CohortConfig = field(default_factory=CohortConfig)
+    encoder: str = "effnet-lite0-imagenet"
+    presets: tuple[str, ...] = tuple(LOSS_PRESETS)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    views: int = 1  # scanner-swapped views per training/validation slide
+    view_seed: int = 0
+    workers: int = 2
+    cache_dir: str | None = None  # default: <work_dir>/features
+
+    def augmentations(self) -> tuple[ScannerAugmentation, ...]:
+        return tuple(ScannerAugmentation(seed=self.view_seed, view=v) for v in range(self.views))
+
+
+@dataclass
+class ShortcutData:
+    table: CohortTable
+    bags: dict[str, list[Bag]]
+    source: FeatureSource
+
+
+def prepare(config: ShortcutConfig, log: Any = print) -> ShortcutData:
+    """Generate the cohort and embed it (both resumable and cached), then load the bags."""
+    work = Path(config.work_dir)
+    start = time.perf_counter()
+    csv_path = generate_cohort(work / "cohort", replace(config.cohort, workers=config.workers))
+    log(f"cohort ready: {csv_path} ({time.perf_counter() - start:.0f} s)")
+    table = read_cohort_table(csv_path)
+    cache = config.cache_dir or str(work / "features")
+    plain = ExtractConfig(cache_dir=cache, encoder=config.encoder)
+    with_views = replace(plain, views=config.augmentations())
+    trainable = table.split("train", "val")
+    tests = [r for r in table.rows if r.split not in ("train", "val")]
+    for rows, cfg in ((trainable, with_views), (tests, plain)):
+        failed = [
+            r
+            for r in extract_cohort([r.path for r in rows], cfg, n_workers=config.workers)
+            if r.status == "failed"
+        ]
+        if failed:
+            raise RuntimeError(f"feature extraction failed: {failed[0].slide}: {failed[0].error}")
+    log(f"features ready ({time.perf_counter() - start:.0f} s)")
+    bags = {
+        "train": load_bags(table, table.split("train"), with_views),
+        "val": load_bags(table, table.split("val"), with_views),
+        "test_id": load_bags(table, table.split("test_id"), plain),
+        "test_ood": load_bags(table, table.split("test_ood"), plain),
+    }
+    from ..features.cohort import _encoder
+
+    encoder = _encoder(config.encoder, None, False, "auto")
+    source = FeatureSource(
+        encoder.info.name, encoder.info.embed_dim, encoder.info.weights_id, asdict(plain.tiling)
+    )
+    return ShortcutData(table, bags, source)
+
+
+def flip_rate(bags: list[Bag], predicted: Sequence[int]) -> float:
+    """Fraction of patients (with slides on several scanners) whose predicted label differs."""
+    by_patient: dict[str, set[int]] = {}
+    for bag, p in zip(bags, predicted):
+        by_patient.setdefault(bag.row.patient, set()).add(int(p))
+    multi = [v for k, v in by_patient.items() if sum(b.row.patient == k for b in bags) > 1]
+    return float(np.mean([len(v) > 1 for v in multi])) if multi else float("nan")
+
+
+def run_one(data: ShortcutData, preset: str, seed: int, train: TrainConfig) -> dict[str, Any]:
+    """Train one configuration with one seed and measure it."""
+    config = replace(train, seed=seed, losses=LOSS_PRESETS[preset])
+    trainer = Trainer(
+        data.bags["train"],
+        data.bags["val"],
+        data.table.label_names,
+        data.table.site_names,
+        data.source,
+        config,
+    )
+    start = time.perf_counter()
+    result = train_to_completion(trainer)
+    head = TrainedHead(result.model, result.config, result.standardiser)
+    id_metrics, _ = evaluate(head, data.bags["test_id"], n_bootstrap=0)
+    ood = data.bags["test_ood"]
+    ood_metrics, predictions = evaluate(head, ood, n_bootstrap=0)
+    reps = np.stack([p.representation for p in predictions])
+    y = np.array([b.label for b in ood])
+    probs = np.stack([p.probabilities for p in predictions])
+    return {
+        "preset": preset,
+        "seed": seed,
+        "auc_id": id_metrics["auc"],
+        "auc_shifted": auc_ovr(y, probs),
+        "drop": id_metrics["auc"] - ood_metrics["auc"],
+        "site_predictability": site_predictability(reps, [b.row.site for b in ood], seed=seed),
+        "localisation": ood_metrics["localisation_auc"],
+        "flip_rate": flip_rate(ood, probs.argmax(1)),
+        "per_site_auc_shifted": ood_metrics["per_site_auc"],
+        "ece_shifted": ood_metrics["ece"],
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "train_seconds": time.perf_counter() - start,
+    }
+
+
+def run_benchmark(data: ShortcutData, config: ShortcutConfig) -> Generator[dict[str, Any], None, None]:
+    """Yield one result per (preset, seed) as they finish."""
+    for preset in config.presets:
+        for seed in config.seeds:
+            yield run_one(data, preset, seed, config.train)
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """preset -> metric -> {"mean", "std", "n"} (NaNs ignored)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for preset in dict.fromkeys(r["preset"] for r in runs):
+        rows = [r for r in runs if r["preset"] == preset]
+        out[preset] = {}
+        for m in METRICS:
+            values = np.array([r[m] for r in rows], dtype=np.float64)
+            values = values[~np.isnan(values)]
+            out[preset][m] = {
+                "mean": float(values.mean()) if len(values) else float("nan"),
+                "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                "n": int(len(values)),
+            }
+    return out
+
+
+def best_robust_preset(summary: dict[str, dict[str, dict[str, float]]]) -> str:
+    """The non-plain configuration with the highest mean shifted AUC (ties: smaller drop)."""
+    candidates = [p for p in summary if p != "plain"] or list(summary)
+    return max(candidates, key=lambda p: (summary[p]["auc_shifted"]["mean"], -summary[p]["drop"]["mean"]))
+
+
+def markdown_table(summary: dict[str, dict[str, dict[str, float]]], n_sites: int) -> str:
+    head = (
+        "| configuration | AUC in-dist | AUC shifted | drop | site predictability "
+        f"(chance {1 / n_sites:.2f}) | localisation AUC | prediction flips across scanners |\n"
+        "|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for preset, metrics in summary.items():
+        cells = [f"{metrics[m]['mean']:.3f} ± {metrics[m]['std']:.3f}" for m in METRICS]
+        lines.append(f"| {preset} ({LOSS_PRESETS[preset].describe()}) | " + " | ".join(cells) + " |")
+    return head + "\n".join(lines) + "\n"
+
+
+def write_results(out_dir: str | Path, config: ShortcutConfig, runs: list[dict[str, Any]]) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarise(runs)
+    payload = {
+        "config": json.loads(json.dumps(asdict(config), default=str)),
+        "metrics": list(METRICS),
+        "summary": summary,
+        "best_robust": best_robust_preset(summary),
+        "runs": runs,
+    }
+    path = out / "shortcut_benchmark.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=float))
+    tmp.replace(path)
+    return path

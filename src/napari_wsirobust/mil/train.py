@@ -1,0 +1,442 @@
+"""Training the MIL head on cached features, with the robustness losses (no Qt).
+
+:class:`Trainer` runs epochs as a generator (:meth:`Trainer.epochs`) yielding an :class:`EpochReport`
+(loss terms, validation metrics) after each, so a GUI can plot it and stop iterating to cancel.
+The best model so far (highest validation AUC, ties broken by lower validation loss) is kept in
+memory and, with ``checkpoint_dir``, saved atomically every time it improves: cancelling (or a
+killed process) keeps the best checkpoint. :meth:`Trainer.result` gives it at any time.
+
+Per step: a class-balanced batch of bags (each bag's tiles subsampled to ``max_tiles``), total loss
+
+    L = CE(slide logits, y)
+        + w_inst * CE(instance logits of the top-k attended tiles, y)   [+ bottom-k -> class 0]
+        + w_con * contrastive(z, y, site) + w_adv * CE(site adversary(GRL(z)), site)
+        + w_cons * consistency(bag, scanner-swapped view of the bag) + w_aem * (-H(attention))
+
+(formulas of each term in :mod:`napari_wsirobust.mil.losses`). AdamW, linear warm-up then cosine
+decay; the adversary's reversal strength ramps up as 2 / (1 + exp(-10 p)) - 1 over training
+progress p (Ganin & Lempitsky). Seeded: the same data and config give the same model on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Generator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import CheckpointConfig, HeadConfig, save_checkpoint
+from .data import Bag
+from .losses import (
+    SiteAdversary,
+    adversarial_site_loss,
+    aem_loss,
+    consistency_loss,
+    technical_contrastive_loss,
+)
+from .metrics import auc_ovr, balanced_accuracy
+from .model import GatedAttentionMIL
+from .site_norm import SiteStandardiser
+
+
+class TrainingError(ValueError):
+    """Training cannot start with the data or configuration given."""
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of the loss terms (0 switches a term off) and their parameters."""
+
+    instance: float = 0.3
+    instance_top_k: int = 4
+    contrastive: float = 0.0
+    contrastive_temperature: float = 0.2
+    adversarial: float = 0.0
+    adversarial_strength: float = 1.0
+    consistency: float = 0.0
+    consistency_attention: float = 1.0
+    view_ce: float = 0.0  # CE on the scanner-swapped view too (plain augmentation)
+    aem: float = 0.0
+    site_standardise: bool = False
+
+    @property
+    def needs_views(self) -> bool:
+        return self.consistency > 0 or self.view_ce > 0
+
+    def describe(self) -> str:
+        parts = [
+            f"{name}={getattr(self, name)}"
+            for name in ("contrastive", "adversarial", "consistency", "view_ce", "aem")
+            if getattr(self, name) > 0
+        ]
+        if self.site_standardise:
+            parts.append("site-standardised")
+        return ", ".join(parts) or "plain"
+
+
+# Named configurations: the plain head, each robustness loss alone, and the combination.
+LOSS_PRESETS: dict[str, LossConfig] = {
+    "plain": LossConfig(),
+    "site-norm": LossConfig(site_standardise=True),
+    "contrastive": LossConfig(contrastive=1.0),
+    "adversarial": LossConfig(adversarial=1.0),
+    "consistency": LossConfig(consistency=2.0),
+    "augment": LossConfig(view_ce=1.0),
+    "aem": LossConfig(aem=0.1),
+    "robust": LossConfig(contrastive=1.0, adversarial=1.0, consistency=2.0, aem=0.1),
+}
+DEFAULT_PRESET = "robust"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 60
+    batch_size: int = 8
+    lr: float = 5e-4
+    weight_decay: float = 1e-2
+    warmup_epochs: int = 3
+    patience: int = 20
+    min_epochs: int = 10
+    max_tiles: int = 256
+    balance: str = "label"  # "label": classes equally often; "label-site": every (label, site) cell
+    validate_on_views: bool = True  # validation AUC pools the slides and their scanner-swapped views
+    hidden_dim: int = 128
+    attention_dim: int = 64
+    dropout: float = 0.25
+    seed: int = 0
+    losses: LossConfig = field(default_factory=LossConfig)
+
+
+@dataclass(frozen=True)
+class FeatureSource:
+    """Where the features come from (recorded in the checkpoint and checked at prediction)."""
+
+    encoder_name: str
+    embed_dim: int
+    encoder_weights_id: str = ""
+    tiling: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    epoch: int  # 1-based
+    n_epochs: int
+    losses: dict[str, float]  # mean of each loss term over the epoch's steps
+    val_auc: float
+    val_balanced_accuracy: float
+    val_loss: float
+    best_epoch: int
+    best_val_auc: float
+    improved: bool
+    elapsed_s: float
+    stopping: bool = False  # early stopping fired after this epoch
+
+
+@dataclass
+class TrainResult:
+    model: GatedAttentionMIL
+    config: CheckpointConfig
+    standardiser: SiteStandardiser | None
+    history: list[EpochReport]
+    best_epoch: int
+    cancelled: bool
+    checkpoint_path: Path | None = None
+
+
+def _pad(bags: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    n = max(len(b) for b in bags)
+    x = torch.zeros(len(bags), n, bags[0].shape[1])
+    mask = torch.zeros(len(bags), n, dtype=torch.bool)
+    for i, b in enumerate(bags):
+        x[i, : len(b)] = torch.from_numpy(b)
+        mask[i, : len(b)] = True
+    return x, mask
+
+
+def instance_loss(
+    instance_logits: torch.Tensor, attention: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, k: int
+) -> torch.Tensor:
+    """CE of the top-k attended tiles' instance logits against the slide label; in bags of a
+    non-zero class the bottom-k tiles are also pushed to class 0 (the reference, e.g. "normal")."""
+    terms = []
+    for i in range(len(labels)):
+        n = int(mask[i].sum())
+        kk = max(1, min(k, n // 2 if n >= 2 else 1))
+        att = attention[i, :n]
+        top = torch.topk(att, kk).indices
+        terms.append(F.cross_entropy(instance_logits[i, top], labels[i].repeat(kk), reduction="sum") / kk)
+        if int(labels[i]) != 0 and n >= 2 * kk:
+            bottom = torch.topk(-att, kk).indices
+            zeros = torch.zeros(kk, dtype=torch.long)
+            terms.append(F.cross_entropy(instance_logits[i, bottom], zeros, reduction="sum") / kk)
+    return torch.stack(terms).sum() / len(labels)
+
+
+class Trainer:
+    """Trains one head; see the module docstring."""
+
+    def __init__(
+        self,
+        train: list[Bag],
+        val: list[Bag],
+        label_names: list[str],
+        site_names: list[str],
+        source: FeatureSource,
+        config: TrainConfig | None = None,
+        checkpoint_dir: str | Path | None = None,
+    ) -> None:
+        self.config = config or TrainConfig()
+        self.train_bags, self.val_bags = train, val
+        self.label_names, self.site_names = list(label_names), list(site_names)
+        self.source = source
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self._validate()
+        losses = self.config.losses
+        self.standardiser = (
+            SiteStandardiser().fit([b.features for b in train], [b.row.site for b in train])
+            if losses.site_standardise
+            else None
+        )
+        torch.manual_seed(self.config.seed)
+        self.generator = torch.Generator().manual_seed(self.config.seed)
+        self.head_config = HeadConfig(
+            in_dim=source.embed_dim,
+            n_classes=len(label_names),
+            hidden_dim=self.config.hidden_dim,
+            attention_dim=self.config.attention_dim,
+            dropout=self.config.dropout,
+        )
+        self.model = self.head_config.build()
+        self.adversary = (
+            SiteAdversary(self.config.hidden_dim, max(2, len(site_names)), strength=0.0)
+            if losses.adversarial > 0
+            else None
+        )
+        params = list(self.model.parameters()) + (
+            list(self.adversary.parameters()) if self.adversary is not None else []
+        )
+        self.optimiser = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        self.history: list[EpochReport] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_epoch = 0
+        self.best_key = (-math.inf, -math.inf)
+        self.checkpoint_path: Path | None = None
+        self.finished = False
+
+    # -- setup ------------------------------------------------------------------------------------
+    def _validate(self) -> None:
+        if not self.train_bags:
+            raise TrainingError("no training slides (split 'train' is empty)")
+        if not self.val_bags:
+            raise TrainingError("no validation slides (split 'val' is empty); early stopping needs them")
+        for bag in self.train_bags + self.val_bags:
+            if bag.features.ndim != 2 or bag.features.shape[1] != self.source.embed_dim:
+                raise TrainingError(
+                    f"{bag.row.slide_id}: features of shape {bag.features.shape}, expected "
+                    f"(tiles, {self.source.embed_dim}) from {self.source.encoder_name}"
+                )
+        present = {b.label for b in self.train_bags}
+        if len(present) < 2:
+            raise TrainingError(
+                f"the training split has one label only ({self.label_names[present.pop()]}); need two or more"
+            )
+        if self.config.losses.needs_views and not all(b.views for b in self.train_bags):
+            raise TrainingError("the consistency loss needs scanner-swapped views of every training slide")
+        site_aware = self.config.losses.adversarial > 0 or self.config.losses.contrastive > 0
+        if site_aware and len({b.row.site for b in self.train_bags}) < 2:
+            raise TrainingError("site-aware losses need training slides from at least two sites")
+
+    def _features(self, bag: Bag, array: np.ndarray) -> np.ndarray:
+        if self.standardiser is None:
+            return array
+        return self.standardiser.transform(array, bag.row.site)
+
+    def _lr_factor(self, step: int, total: int, warmup: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    def _balanced_order(self) -> list[int]:
+        keys = [
+            (b.label, b.row.site) if self.config.balance == "label-site" else (b.label, "")
+            for b in self.train_bags
+        ]
+        counts = {k: keys.count(k) for k in set(keys)}
+        weights = torch.tensor([1.0 / counts[k] for k in keys])
+        return torch.multinomial(weights, len(weights), replacement=True, generator=self.generator).tolist()
+
+    # -- one epoch ------------------------------------------------------------------------------
+    def _step(self, batch: list[Bag], progress: float) -> dict[str, float]:
+        cfg, losses = self.config, self.config.losses
+        picks, plain, views = [], [], []
+        for bag in batch:
+            n = bag.n_tiles
+            if n > cfg.max_tiles:
+                idx = torch.randperm(n, generator=self.generator)[: cfg.max_tiles].sort().values.numpy()
+            else:
+                idx = np.arange(n)
+            picks.append(idx)
+            plain.append(self._features(bag, bag.features[idx]))
+            if losses.needs_views:
+                v = int(torch.randint(len(bag.views), (1,), generator=self.generator))
+                views.append(self._features(bag, bag.views[v][idx]))
+        x, mask = _pad(plain)
+        labels = torch.tensor([b.label for b in batch])
+        sites = torch.tensor([max(b.site, 0) for b in batch])
+        out = self.model.forward_details(x, mask)
+        terms: dict[str, torch.Tensor] = {"ce": F.cross_entropy(out.logits, labels)}
+        if losses.instance > 0 and out.instance_logits is not None:
+            terms["instance"] = losses.instance * instance_loss(
+                out.instance_logits, out.attention, mask, labels, losses.instance_top_k
+            )
+        if losses.contrastive > 0:
+            terms["contrastive"] = losses.contrastive * technical_contrastive_loss(
+                out.representation, labels, sites, losses.contrastive_temperature
+            )
+        if self.adversary is not None:
+            self.adversary.strength = losses.adversarial_strength * (
+                2.0 / (1.0 + math.exp(-10 * progress)) - 1
+            )
+            terms["adversarial"] = losses.adversarial * adversarial_site_loss(
+                self.adversary, out.representation, sites
+            )
+        if losses.needs_views:
+            xv, _ = _pad(views)
+            out_v = self.model.forward_details(xv, mask)
+            if losses.consistency > 0:
+                terms["consistency"] = losses.consistency * consistency_loss(
+                    out.logits, out_v.logits, out.attention, out_v.attention, losses.consistency_attention
+                )
+            if losses.view_ce > 0:
+                terms["view_ce"] = losses.view_ce * F.cross_entropy(out_v.logits, labels)
+        if losses.aem > 0:
+            terms["aem"] = losses.aem * aem_loss(out.attention, mask)
+        total = torch.stack(list(terms.values())).sum()
+        self.optimiser.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimiser.step()
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        values["total"] = float(total.detach())
+        return values
+
+    @torch.no_grad()
+    def _validate_epoch(self) -> tuple[float, float, float]:
+        self.model.eval()
+        probs, labels, ces = [], [], []
+        for bag in self.val_bags:
+            arrays = [bag.features] + (bag.views if self.config.validate_on_views else [])
+            for array in arrays:
+                logits = self.model(torch.from_numpy(self._features(bag, array))[None])
+                ces.append(float(F.cross_entropy(logits, torch.tensor([bag.label]))))
+                probs.append(torch.softmax(logits, -1)[0].numpy())
+                labels.append(bag.label)
+        p, y = np.stack(probs), np.array(labels)
+        return auc_ovr(y, p), balanced_accuracy(y, p.argmax(1)), float(np.mean(ces))
+
+    def epochs(self) -> Generator[EpochReport, None, None]:
+        """Train, yielding a report after every epoch; stop iterating to cancel."""
+        cfg = self.config
+        n_train = len(self.train_bags)
+        steps_per_epoch = max(1, math.ceil(n_train / cfg.batch_size))
+        total_steps = cfg.epochs * steps_per_epoch
+        warmup = cfg.warmup_epochs * steps_per_epoch
+        start = time.perf_counter()
+        step = 0
+        stale = 0
+        for epoch in range(1, cfg.epochs + 1):
+            self.model.train()
+            order = self._balanced_order()
+            sums: dict[str, float] = {}
+            for b in range(steps_per_epoch):
+                for group in self.optimiser.param_groups:
+                    group["lr"] = cfg.lr * self._lr_factor(step, total_steps, warmup)
+                batch = [self.train_bags[i] for i in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
+                if not batch:
+                    continue
+                for k, v in self._step(batch, step / max(1, total_steps - 1)).items():
+                    sums[k] = sums.get(k, 0.0) + v / steps_per_epoch
+                step += 1
+            val_auc, val_bacc, val_loss = self._validate_epoch()
+            key = (-math.inf if math.isnan(val_auc) else val_auc, -val_loss)
+            improved = key > self.best_key
+            if improved:
+                self.best_key, self.best_epoch, stale = key, epoch, 0
+                self.best_state = copy.deepcopy(self.model.state_dict())
+                if self.checkpoint_dir is not None:
+                    self.checkpoint_path = self.save(self.checkpoint_dir)
+            else:
+                stale += 1
+            stopping = epoch >= cfg.min_epochs and stale >= cfg.patience
+            report = EpochReport(
+                epoch,
+                cfg.epochs,
+                sums,
+                val_auc,
+                val_bacc,
+                val_loss,
+                self.best_epoch,
+                self.best_key[0],
+                improved,
+                time.perf_counter() - start,
+                stopping,
+            )
+            self.history.append(report)
+            yield report
+            if stopping:
+                break
+        self.finished = True
+
+    # -- results --------------------------------------------------------------------------------
+    def best_model(self) -> GatedAttentionMIL:
+        model = self.head_config.build()
+        model.load_state_dict(self.best_state if self.best_state is not None else self.model.state_dict())
+        return model.eval()
+
+    def checkpoint_config(self) -> CheckpointConfig:
+        best = next((r for r in self.history if r.epoch == self.best_epoch), None)
+        metrics: dict[str, Any] = {"epochs_run": len(self.history), "best_epoch": self.best_epoch}
+        if best is not None:
+            metrics.update(
+                val_auc=best.val_auc, val_balanced_accuracy=best.val_balanced_accuracy, val_loss=best.val_loss
+            )
+        return CheckpointConfig(
+            head=self.head_config,
+            encoder_name=self.source.encoder_name,
+            embed_dim=self.source.embed_dim,
+            label_names=self.label_names,
+            encoder_weights_id=self.source.encoder_weights_id,
+            tiling=dict(self.source.tiling),
+            losses={**asdict(self.config.losses), "sites": self.site_names},
+            metrics=metrics,
+            training={k: v for k, v in asdict(self.config).items() if k != "losses"},
+        )
+
+    def save(self, model_dir: str | Path) -> Path:
+        extras = self.standardiser.to_tensors() if self.standardiser is not None else None
+        return save_checkpoint(self.best_model(), self.checkpoint_config(), model_dir, extras)
+
+    def result(self) -> TrainResult:
+        """The best model so far (also after a cancel)."""
+        return TrainResult(
+            self.best_model(),
+            self.checkpoint_config(),
+            self.standardiser,
+            list(self.history),
+            self.best_epoch,
+            cancelled=not self.finished,
+            checkpoint_path=self.checkpoint_path,
+        )
+
+
+def train_to_completion(trainer: Trainer) -> TrainResult:
+    for _ in trainer.epochs():
+        pass
+    return trainer.result()
