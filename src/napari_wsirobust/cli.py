@@ -15,7 +15,12 @@ def _cmd_generate_cohort(args: argparse.Namespace) -> int:
     from .synthetic.cohort import cohort_is_complete
 
     cfg = CohortConfig(
-        seed=args.seed, width=args.width, height=args.height, mpp=args.mpp, workers=args.workers
+        seed=args.seed,
+        width=args.width,
+        height=args.height,
+        mpp=args.mpp,
+        atypia=args.atypia,
+        workers=args.workers,
     )
     if cohort_is_complete(args.out, cfg) and not args.force:
         print(f"cohort already complete: {Path(args.out) / 'cohort.csv'}")
@@ -89,6 +94,125 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     return 1 if counts.get("failed") else 0
 
 
+def _extract_config(args: argparse.Namespace, encoder: str):  # type: ignore[no-untyped-def]
+    from .features.cache import default_cache_dir
+    from .features.cohort import ExtractConfig
+
+    return ExtractConfig(
+        cache_dir=args.cache or str(default_cache_dir()),
+        encoder=encoder,
+        weights=getattr(args, "weights", None),
+        allow_hub=getattr(args, "allow_hub", False),
+        device=args.device,
+    )
+
+
+def _print_progress(item: object) -> None:
+    from .mil.train import EpochReport
+
+    if isinstance(item, EpochReport):
+        terms = " ".join(f"{k}={v:.3f}" for k, v in item.losses.items())
+        mark = " *" if item.improved else ""
+        print(f"epoch {item.epoch:3d}/{item.n_epochs}  {terms}  val_auc={item.val_auc:.3f}{mark}", flush=True)
+    else:
+        print(getattr(item, "message", item), flush=True)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .mil.train import LOSS_PRESETS, TrainConfig, TrainingError
+    from .mil.workflow import drive, train_cohort
+
+    losses = LOSS_PRESETS[args.loss]
+    config = replace(TrainConfig(), epochs=args.epochs, seed=args.seed, losses=losses)
+    extract = _extract_config(args, args.encoder)
+    try:
+        result = drive(
+            train_cohort(args.cohort, args.out, extract, config, workers=args.workers), _print_progress
+        )
+    except TrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    best = result.config.metrics
+    print(
+        f"saved {result.checkpoint_path} (best epoch {result.best_epoch}, "
+        f"val AUC {best.get('val_auc', float('nan')):.3f}, "
+        f"losses: {losses.describe()})"
+    )
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .features.cohort import slides_from_inputs
+    from .mil.checkpoint import CheckpointError
+    from .mil.predict import TrainedHead, write_predictions_csv
+    from .mil.workflow import drive, extract_config_for, predict_slides
+
+    try:
+        head = TrainedHead.load(args.model)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    slides = slides_from_inputs(args.slides)
+    extract = extract_config_for(head, args.cache, args.device)
+    outcomes = drive(predict_slides(head, slides, extract, args.site))
+    ok = [o for o in outcomes if o.prediction is not None]
+    for o in outcomes:
+        if o.prediction is None:
+            print(f"failed    {Path(o.slide).name}: {o.error}", file=sys.stderr)
+        else:
+            label = head.label_names[o.prediction.label_index]
+            print(f"{label:10s} p={o.prediction.probabilities.max():.3f}  {Path(o.slide).name}")
+    if ok:
+        path = write_predictions_csv(
+            args.out,
+            [o.slide for o in ok],
+            [o.prediction for o in ok],
+            head.label_names,  # type: ignore[misc]
+        )
+        print(f"wrote {path} ({len(ok)} slide(s))")
+    return 1 if len(ok) < len(outcomes) else 0
+
+
+def _cmd_benchmark_shortcut(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .mil.shortcut import ShortcutConfig, markdown_table, prepare, run_benchmark, write_results
+    from .mil.train import TrainConfig
+    from .synthetic import CohortConfig
+
+    cohort = CohortConfig(workers=args.workers)
+    if args.small:
+        cohort = replace(cohort, width=1024, height=768, patients_train=24, patients_test_id=8)
+    config = ShortcutConfig(
+        work_dir=args.work or str(Path(args.out) / "work"),
+        cohort=cohort,
+        encoder=args.encoder,
+        presets=tuple(args.presets.split(",")),
+        seeds=tuple(range(args.seeds)),
+        train=replace(TrainConfig(), epochs=args.epochs),
+        workers=args.workers,
+        cache_dir=args.cache,
+    )
+    data = prepare(config)
+    runs = []
+    for run in run_benchmark(data, config):
+        runs.append(run)
+        print(
+            f"{run['preset']:12s} seed {run['seed']}: AUC id {run['auc_id']:.3f} "
+            f"shifted {run['auc_shifted']:.3f} "
+            f"site {run['site_predictability']:.2f} loc {run['localisation']:.3f}",
+            flush=True,
+        )
+    path = write_results(args.out, config, runs)
+    table = markdown_table(__import__("json").loads(path.read_text())["summary"], len(data.table.site_names))
+    (Path(args.out) / "shortcut_benchmark.md").write_text(table)
+    print(table)
+    print(f"wrote {path}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -105,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=2048)
     p.add_argument("--height", type=int, default=1536)
     p.add_argument("--mpp", type=float, default=0.5)
+    p.add_argument("--atypia", type=float, default=0.5, help="tumour difficulty: 1 = obvious, 0.3 = subtle")
     p.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
     p.add_argument("--force", action="store_true", help="regenerate even if present")
     p.set_defaults(func=_cmd_generate_cohort)
@@ -140,6 +265,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="LocalCluster processes (0: no Dask)")
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
     p.set_defaults(func=_cmd_extract)
+
+    from .mil.train import DEFAULT_PRESET, LOSS_PRESETS
+
+    p = sub.add_parser("train", help="train a robust MIL head on a cohort CSV")
+    p.add_argument("cohort", help="CSV with path, label, scanner/site, patient, split columns")
+    p.add_argument("--encoder", default="effnet-lite0-imagenet")
+    p.add_argument("--weights", default=None, help="local weights file for the encoder")
+    p.add_argument("--out", required=True, help="model folder (safetensors + JSON, saved atomically)")
+    p.add_argument("--loss", choices=sorted(LOSS_PRESETS), default=DEFAULT_PRESET)
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", default=None, help="feature cache folder (default: user cache)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=2, help="processes for feature extraction (0: in-process)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("predict", help="predict slides with a trained head")
+    p.add_argument("model", help="model folder")
+    p.add_argument("slides", nargs="+", help="slides, cohort CSVs (path column) or .txt lists")
+    p.add_argument("--out", default="predictions.csv")
+    p.add_argument("--site", default=None, help="site of the slides (for per-site standardised heads)")
+    p.add_argument("--cache", default=None)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("benchmark-shortcut", help="the scanner-shortcut benchmark (plain vs robust heads)")
+    p.add_argument("--out", required=True, help="folder for shortcut_benchmark.json/.md")
+    p.add_argument("--work", default=None, help="cohort + features folder (default: OUT/work)")
+    p.add_argument("--cache", default=None, help="feature cache (default: WORK/features)")
+    p.add_argument("--encoder", default="effnet-lite0-imagenet")
+    p.add_argument("--presets", default=",".join(LOSS_PRESETS))
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--small", action="store_true", help="smaller slides (a quick check, not the reference)")
+    p.set_defaults(func=_cmd_benchmark_shortcut)
 
     p = sub.add_parser("demo", help="open napari with a sample slide and the plugin's widgets")
     p.add_argument("--cohort", default="sample_data/cohort", help="cohort folder (generated if absent)")

@@ -91,14 +91,17 @@ class FeatureCache:
         grid: TileGrid,
         encoder: TileEncoder,
         view: ScannerAugmentation | None = None,
+        glass_rgb: tuple[float, float, float] = (255.0, 255.0, 255.0),
         **embed_kwargs: object,
     ) -> Generator[EmbedProgress, None, np.ndarray]:
         """Features of every tile of ``grid`` in grid order, embedding only the tiles the cache
         lacks (a generator like :func:`embed_tiles`). With ``view``, the tiles are embedded as that
-        scanner-swapped view and cached under their own key."""
+        scanner-swapped view (unmixed against the slide's ``glass_rgb``) and cached under their own key."""
         key = cache_key(slide, grid, encoder, view)
         if view is not None:
-            embed_kwargs["transform"] = view.for_slide(slide.content_id(), float(grid.config.target_mpp))
+            embed_kwargs["transform"] = view.for_slide(
+                slide.content_id(), float(grid.config.target_mpp), glass_rgb
+            )
         cached = self.load(key)
         missing = _missing(cached, grid) if cached is not None else np.ones(len(grid), bool)
         sub = grid.subset(missing)

@@ -113,7 +113,7 @@ def slide_features(
                 if not embed:
                     return None
                 features = run_to_completion(
-                    cache.embed(slide, grid, encoder, view, batch_size=config.batch_size)
+                    cache.embed(slide, grid, encoder, view, tissue.glass_rgb, batch_size=config.batch_size)
                 )
             view_id = view.identity() if view is not None else ""
             out.append(

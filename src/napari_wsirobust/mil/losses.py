@@ -11,7 +11,8 @@ the slide logits, tau a temperature.
                                                         + sum_{n in N(i)} e^{z_i.z_n/tau}) ),
   over anchors with non-empty P(i). It pulls same-label slides of different scanners together and
   pushes same-scanner slides of different labels apart, so the representation stops encoding site.
-- Adversarial site head: site logits = g(GRL_lambda(z)); L = CE(site logits, s). The gradient
+- Adversarial site head: site logits = g(GRL_lambda(z)) (conditional: g([GRL_lambda(z), onehot(y)]));
+  L = CE(site logits, s). The gradient
   reversal layer is the identity forward and multiplies the gradient by -lambda backward (Ganin &
   Lempitsky 2015), so the head learns to predict the site while the representation learns to hide it.
 - Scanner-consistency loss, for a bag and its scanner-swapped view (p', a'):
@@ -46,22 +47,40 @@ def gradient_reversal(x: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
 
 
 class SiteAdversary(nn.Module):
-    """Predicts the site from the slide representation through a gradient reversal layer."""
+    """Predicts the site from the slide representation through a gradient reversal layer.
 
-    def __init__(self, in_dim: int, n_sites: int, hidden_dim: int = 64, strength: float = 1.0) -> None:
+    With ``n_classes`` > 0 the adversary is *conditional* (as in CDANN, Li et al. 2018): it also sees
+    the one-hot label, so when site and label are confounded it cannot predict the site from the
+    label information the representation must keep, and only site information beyond the label is
+    removed."""
+
+    def __init__(
+        self, in_dim: int, n_sites: int, hidden_dim: int = 64, strength: float = 1.0, n_classes: int = 0
+    ) -> None:
         super().__init__()
         self.strength = strength
-        self.head = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, n_sites))
+        self.n_classes = n_classes
+        self.head = nn.Sequential(
+            nn.Linear(in_dim + n_classes, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, n_sites)
+        )
 
-    def forward(self, representation: torch.Tensor) -> torch.Tensor:
-        return self.head(gradient_reversal(representation, self.strength))
+    def forward(self, representation: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        z = gradient_reversal(representation, self.strength)
+        if self.n_classes:
+            if labels is None:
+                raise ValueError("a conditional site adversary needs the labels")
+            z = torch.cat([z, F.one_hot(labels, self.n_classes).to(z.dtype)], dim=-1)
+        return self.head(z)
 
 
 def adversarial_site_loss(
-    adversary: SiteAdversary, representation: torch.Tensor, sites: torch.Tensor
+    adversary: SiteAdversary,
+    representation: torch.Tensor,
+    sites: torch.Tensor,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of the adversary's site prediction (minimised by both, through the GRL)."""
-    return F.cross_entropy(adversary(representation), sites)
+    return F.cross_entropy(adversary(representation, labels), sites)
 
 
 def technical_contrastive_loss(

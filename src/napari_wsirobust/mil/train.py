@@ -60,6 +60,7 @@ class LossConfig:
     contrastive_temperature: float = 0.2
     adversarial: float = 0.0
     adversarial_strength: float = 1.0
+    adversarial_conditional: bool = True  # the adversary also sees the label (CDANN)
     consistency: float = 0.0
     consistency_attention: float = 1.0
     view_ce: float = 0.0  # CE on the scanner-swapped view too (plain augmentation)
@@ -81,7 +82,8 @@ class LossConfig:
         return ", ".join(parts) or "plain"
 
 
-# Named configurations: the plain head, each robustness loss alone, and the combination.
+# Named configurations: the plain head, the per-site standardisation baseline, each robustness term
+# alone, and "robust", the combination that measured best on the shortcut benchmark (BENCHMARKS.md).
 LOSS_PRESETS: dict[str, LossConfig] = {
     "plain": LossConfig(),
     "site-norm": LossConfig(site_standardise=True),
@@ -90,7 +92,7 @@ LOSS_PRESETS: dict[str, LossConfig] = {
     "consistency": LossConfig(consistency=2.0),
     "augment": LossConfig(view_ce=1.0),
     "aem": LossConfig(aem=0.1),
-    "robust": LossConfig(contrastive=1.0, adversarial=1.0, consistency=2.0, aem=0.1),
+    "robust": LossConfig(view_ce=1.0, contrastive=1.0, adversarial=1.0),
 }
 DEFAULT_PRESET = "robust"
 
@@ -215,7 +217,12 @@ class Trainer:
         )
         self.model = self.head_config.build()
         self.adversary = (
-            SiteAdversary(self.config.hidden_dim, max(2, len(site_names)), strength=0.0)
+            SiteAdversary(
+                self.config.hidden_dim,
+                max(2, len(site_names)),
+                strength=0.0,
+                n_classes=len(label_names) if losses.adversarial_conditional else 0,
+            )
             if losses.adversarial > 0
             else None
         )
@@ -306,7 +313,7 @@ class Trainer:
                 2.0 / (1.0 + math.exp(-10 * progress)) - 1
             )
             terms["adversarial"] = losses.adversarial * adversarial_site_loss(
-                self.adversary, out.representation, sites
+                self.adversary, out.representation, sites, labels
             )
         if losses.needs_views:
             xv, _ = _pad(views)
@@ -370,8 +377,6 @@ class Trainer:
             if improved:
                 self.best_key, self.best_epoch, stale = key, epoch, 0
                 self.best_state = copy.deepcopy(self.model.state_dict())
-                if self.checkpoint_dir is not None:
-                    self.checkpoint_path = self.save(self.checkpoint_dir)
             else:
                 stale += 1
             stopping = epoch >= cfg.min_epochs and stale >= cfg.patience
@@ -389,6 +394,8 @@ class Trainer:
                 stopping,
             )
             self.history.append(report)
+            if improved and self.checkpoint_dir is not None:
+                self.checkpoint_path = self.save(self.checkpoint_dir)
             yield report
             if stopping:
                 break

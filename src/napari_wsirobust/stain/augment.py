@@ -29,7 +29,7 @@ from ..synthetic.profiles import EOSIN_OD, HEMATOXYLIN_OD
 
 TileTransform = Callable[[np.ndarray, int, int], np.ndarray]
 LN10 = float(np.log(10.0))
-ALGORITHM_VERSION = 2  # bump whenever rendering changes: cached view features become stale
+ALGORITHM_VERSION = 3  # bump whenever rendering changes: cached view features become stale
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -109,23 +109,31 @@ class ScannerAugmentation:
             jpeg_quality=int(rng.integers(self.jpeg_range[0], self.jpeg_range[1] + 1)),
         )
 
-    def for_slide(self, slide_key: str, tile_mpp: float) -> TileTransform:
-        """The transform for every tile of one slide (``tile_mpp``: µm per pixel of the tiles)."""
+    def for_slide(
+        self, slide_key: str, tile_mpp: float, glass_rgb: tuple[float, float, float] = (255.0, 255.0, 255.0)
+    ) -> TileTransform:
+        """The transform for every tile of one slide (``tile_mpp``: µm per pixel of the tiles;
+        ``glass_rgb``: the slide's background colour, e.g. ``TissueMask.glass_rgb``)."""
         scanner = self.scanner_for(slide_key)
 
         def transform(tile: np.ndarray, row: int, col: int) -> np.ndarray:
             rng = self._rng(slide_key, 1, int(row), int(col))
-            return render_with_scanner(tile, scanner, tile_mpp, rng)
+            return render_with_scanner(tile, scanner, tile_mpp, rng, glass_rgb)
 
         return transform
 
 
 def render_with_scanner(
-    tile: np.ndarray, scanner: VirtualScanner, tile_mpp: float, rng: np.random.Generator
+    tile: np.ndarray,
+    scanner: VirtualScanner,
+    tile_mpp: float,
+    rng: np.random.Generator,
+    glass_rgb: tuple[float, float, float] = (255.0, 255.0, 255.0),
 ) -> np.ndarray:
-    """Unmix an RGB uint8 tile into H/E/residual OD and re-render it through ``scanner``."""
+    """Unmix an RGB uint8 tile into H/E/residual OD (against the slide's ``glass_rgb``) and
+    re-render it through ``scanner``."""
     rgb = tile.astype(np.float32)
-    glass = np.percentile(rgb.reshape(-1, 3), 99, axis=0).clip(200.0, 255.0)  # the tile's own glass
+    glass = np.asarray(glass_rgb, np.float32)
     od = np.clip(-np.log10((rgb + 1.0) / (glass + 1.0)), 0.0, None)
     basis = _reference_basis()
     conc = od.reshape(-1, 3) @ np.linalg.inv(basis)  # (pixels, [H, E, residual])

@@ -48,6 +48,7 @@ class TissueMask:
     mask: np.ndarray
     downsample: tuple[float, float]
     saturation_threshold: float
+    glass_rgb: tuple[float, float, float] = (255.0, 255.0, 255.0)  # the slide's background colour
 
     @property
     def tissue_fraction(self) -> float:
@@ -104,8 +105,7 @@ def tissue_mask_from_rgb(
     artefact = val <= config.max_dark_value
     if config.exclude_pen:
         artefact |= (hue > 70) & (hue < 230) & (sat > 0.25)
-    candidates = rgb[~artefact] if (~artefact).any() else rgb.reshape(-1, 3)
-    glass = np.percentile(candidates.reshape(-1, 3).astype(np.float64), 95, axis=0).clip(1, 255)
+    glass = _glass_from(rgb, artefact)
     od = np.clip(-np.log10(np.clip(rgb.astype(np.float64), 1, 255) / glass), 0, None).mean(axis=-1)
     try:
         otsu = float(filters.threshold_otsu(sat[~artefact])) if (~artefact).any() else 1.0
@@ -123,6 +123,28 @@ def tissue_mask_from_rgb(
     return mask, threshold
 
 
+def _artefacts(rgb: np.ndarray, config: TissueMaskConfig) -> np.ndarray:
+    hsv = color.rgb2hsv(rgb[..., :3])
+    artefact = hsv[..., 2] <= config.max_dark_value
+    if config.exclude_pen:
+        artefact |= (hsv[..., 0] * 360.0 > 70) & (hsv[..., 0] * 360.0 < 230) & (hsv[..., 1] > 0.25)
+    return artefact
+
+
+def _glass_from(rgb: np.ndarray, artefact: np.ndarray) -> np.ndarray:
+    candidates = rgb[~artefact] if (~artefact).any() else rgb.reshape(-1, 3)
+    return np.percentile(candidates.reshape(-1, 3).astype(np.float64), 95, axis=0).clip(1, 255)
+
+
+def glass_colour(
+    rgb: np.ndarray, config: TissueMaskConfig = TissueMaskConfig()
+) -> tuple[float, float, float]:
+    """The slide's glass (background) RGB from an overview: the 95th percentile per channel of the
+    pixels that are not ink or pen."""
+    g = _glass_from(rgb[..., :3], _artefacts(rgb, config))
+    return (float(g[0]), float(g[1]), float(g[2]))
+
+
 def detect_tissue(slide: WSI, config: TissueMaskConfig = TissueMaskConfig()) -> TissueMask:
     """Tissue mask of ``slide`` from one low-resolution read (see module docstring)."""
     slide.require_rgb()
@@ -130,4 +152,9 @@ def detect_tissue(slide: WSI, config: TissueMaskConfig = TissueMaskConfig()) -> 
     mpp = slide.mpp
     area = downsample[0] * mpp[0] * downsample[1] * mpp[1] if mpp is not None else None
     mask, threshold = tissue_mask_from_rgb(overview, area, config)
-    return TissueMask(mask=mask, downsample=downsample, saturation_threshold=threshold)
+    return TissueMask(
+        mask=mask,
+        downsample=downsample,
+        saturation_threshold=threshold,
+        glass_rgb=glass_colour(overview, config),
+    )

@@ -1,0 +1,166 @@
+"""Training: progress, determinism, class balance, cancel-keeps-best, refusals, cohort tables."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_wsirobust.mil.checkpoint import load_checkpoint
+from napari_wsirobust.mil.data import Bag, CohortError, CohortRow, read_cohort_table
+from napari_wsirobust.mil.predict import TrainedHead, evaluate
+from napari_wsirobust.mil.train import (
+    LOSS_PRESETS,
+    FeatureSource,
+    TrainConfig,
+    Trainer,
+    TrainingError,
+    train_to_completion,
+)
+
+DIM = 16
+
+
+def _bag(i: int, label: int, site: str, rng: np.random.Generator, split: str, n: int = 12) -> Bag:
+    """Tiles ~ N(0, 1); tumour bags hold 3 tiles shifted along dimension 0; each site adds its offset
+    on dimension 1 (the technical signal); one scanner-swapped view with another offset."""
+    x = rng.normal(size=(n, DIM)).astype(np.float32)
+    if label:
+        x[:3, 0] += 3.0
+    offset = {"A": 2.0, "B": -2.0}[site]
+    x[:, 1] += offset
+    view = x.copy()
+    view[:, 1] += rng.normal(0, 2.0)
+    row = CohortRow(f"s{i}", f"s{i}.tiff", ["normal", "tumour"][label], site, f"p{i}", split)
+    fraction = np.zeros(n, np.float32)
+    if label:
+        fraction[:3] = 1.0
+    return Bag(row, label, ["A", "B"].index(site), x, grid=None, views=[view], tumour_fraction=fraction)  # type: ignore[arg-type]
+
+
+def _bags(seed: int = 0) -> dict[str, list[Bag]]:
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[Bag]] = {"train": [], "val": [], "test": []}
+    i = 0
+    for split, n in (("train", 24), ("val", 8), ("test", 12)):
+        for k in range(n):
+            label = k % 2
+            site = "A" if (label == 1) == (k % 6 != 0) else "B"
+            out[split].append(_bag(i, label, site, rng, split))
+            i += 1
+    return out
+
+
+SOURCE = FeatureSource("test-encoder", DIM, "w0", {"tile_size": 224, "target_mpp": 0.5})
+
+
+def _trainer(bags: dict[str, list[Bag]], preset: str = "plain", **kw: object) -> Trainer:
+    config = TrainConfig(epochs=kw.pop("epochs", 12), seed=kw.pop("seed", 0), losses=LOSS_PRESETS[preset])  # type: ignore[arg-type]
+    return Trainer(bags["train"], bags["val"], ["normal", "tumour"], ["A", "B"], SOURCE, config, **kw)  # type: ignore[arg-type]
+
+
+def test_epochs_yield_progress_and_learn() -> None:
+    bags = _bags()
+    trainer = _trainer(bags, "robust", epochs=30)
+    reports = list(trainer.epochs())
+    assert [r.epoch for r in reports] == list(range(1, len(reports) + 1))
+    assert {"ce", "instance", "contrastive", "adversarial", "view_ce"} <= set(reports[0].losses)
+    assert reports[-1].losses["ce"] < reports[0].losses["ce"]
+    result = trainer.result()
+    metrics, preds = evaluate(TrainedHead(result.model, result.config), bags["test"], n_bootstrap=100)
+    assert metrics["auc"] > 0.8
+    assert metrics["localisation_auc"] > 0.8  # attention finds the shifted (tumour) tiles
+    assert len(preds) == 12 and preds[0].instance_probabilities.shape == (12, 2)
+
+
+def test_same_seed_same_model() -> None:
+    bags = _bags()
+    a = train_to_completion(_trainer(bags, "robust", seed=3)).model.state_dict()
+    b = train_to_completion(_trainer(bags, "robust", seed=3)).model.state_dict()
+    c = train_to_completion(_trainer(bags, "robust", seed=4)).model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_class_balanced_sampling() -> None:
+    bags = _bags()
+    imbalanced = {**bags, "train": bags["train"][:2] + [b for b in bags["train"] if b.label == 1]}
+    trainer = _trainer(imbalanced)
+    labels = [trainer.train_bags[i].label for _ in range(50) for i in trainer._balanced_order()]
+    assert abs(np.mean(labels) - 0.5) < 0.05  # 1 normal : 6 tumour in the data, balanced in the draws
+
+
+def test_cancel_keeps_best_checkpoint(tmp_path: Path) -> None:
+    trainer = _trainer(_bags(), "plain", epochs=40, checkpoint_dir=tmp_path / "model")
+    for report in trainer.epochs():
+        if report.epoch == 5:
+            break  # the GUI's cancel: stop iterating
+    result = trainer.result()
+    assert result.cancelled and len(result.history) == 5 and 1 <= result.best_epoch <= 5
+    loaded, config = load_checkpoint(tmp_path / "model")
+    assert config.metrics["best_epoch"] == result.best_epoch
+    assert config.metrics["val_auc"] == max(r.val_auc for r in result.history)
+    x = torch.randn(1, 7, DIM)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), result.model(x))
+
+
+def test_site_standardised_head_round_trips(tmp_path: Path) -> None:
+    trainer = _trainer(_bags(), "site-norm", epochs=4)
+    train_to_completion(trainer)
+    trainer.save(tmp_path / "m")
+    head = TrainedHead.load(tmp_path / "m")
+    assert head.standardiser is not None and set(head.standardiser.stats) == {"A", "B"}
+    bag = _bags()["test"][0]
+    a = head.predict(bag.features, "A").probabilities
+    b = trainer.result()
+    ref = TrainedHead(b.model, b.config, b.standardiser).predict(bag.features, "A").probabilities
+    np.testing.assert_allclose(a, ref, atol=1e-6)
+
+
+def test_refusals() -> None:
+    bags = _bags()
+    with pytest.raises(TrainingError, match="one label only"):
+        _trainer({**bags, "train": [b for b in bags["train"] if b.label == 0]})
+    with pytest.raises(TrainingError, match="'val' is empty"):
+        _trainer({**bags, "val": []})
+    no_views = [Bag(b.row, b.label, b.site, b.features, b.grid) for b in bags["train"]]
+    with pytest.raises(TrainingError, match="scanner-swapped views"):
+        _trainer({**bags, "train": no_views}, "consistency")
+    wrong_dim = [Bag(b.row, b.label, b.site, b.features[:, :8], b.grid) for b in bags["train"]]
+    with pytest.raises(TrainingError, match="expected \\(tiles, 16\\)"):
+        _trainer({**bags, "train": wrong_dim})
+
+
+def _write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_cohort_table_validation(tmp_path: Path) -> None:
+    rows = [
+        {"path": "a.tiff", "label": "tumour", "scanner": "A", "patient": "p1", "split": "train"},
+        {"path": "b.tiff", "label": "normal", "scanner": "B", "patient": "p1", "split": "test"},
+    ]
+    with pytest.raises(CohortError, match="patient 'p1' appears in splits 'train' and 'test'"):
+        read_cohort_table(_write_csv(tmp_path / "leak.csv", rows))
+    with pytest.raises(CohortError, match="missing column"):
+        read_cohort_table(_write_csv(tmp_path / "nolabel.csv", [{"path": "a.tiff"}]))
+    many = [
+        {"path": f"s{i}.tiff", "label": ["normal", "tumour"][i % 2], "patient": f"p{i // 2}"}
+        for i in range(40)
+    ]
+    table = read_cohort_table(_write_csv(tmp_path / "nosplit.csv", many), split_seed=1)
+    by_patient: dict[str, set[str]] = {}
+    for r in table.rows:
+        by_patient.setdefault(r.patient, set()).add(r.split)
+    assert all(len(s) == 1 for s in by_patient.values())  # splits drawn per patient
+    assert {r.split for r in table.rows} == {"train", "val", "test"}
+    assert table.rows[0].path == str((tmp_path / "s0.tiff").resolve()) and table.site_names == ["unknown"]
