@@ -1,0 +1,103 @@
+"""The shortcut benchmark, small and fast, and the train/predict command line on the same cohort."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_wsirobust.cli import main as cli_main
+from napari_wsirobust.mil.predict import TrainedHead
+from napari_wsirobust.mil.shortcut import (
+    ShortcutConfig,
+    ShortcutData,
+    flip_rate,
+    markdown_table,
+    prepare,
+    run_one,
+    summarise,
+)
+from napari_wsirobust.mil.train import TrainConfig
+from napari_wsirobust.synthetic import CohortConfig
+
+pytestmark = pytest.mark.slow
+SMALL = CohortConfig(width=1024, height=768, patients_train=24, patients_test_id=8, workers=2)
+
+
+@pytest.fixture(scope="module")
+def small_benchmark(tmp_path_factory: pytest.TempPathFactory) -> tuple[ShortcutConfig, ShortcutData]:
+    work = tmp_path_factory.mktemp("shortcut")
+    config = ShortcutConfig(work_dir=str(work), cohort=SMALL, workers=0)
+    return config, prepare(config, log=lambda _: None)
+
+
+def test_robust_head_beats_plain_on_shifted_test(
+    small_benchmark: tuple[ShortcutConfig, ShortcutData],
+) -> None:
+    _, data = small_benchmark
+    train = TrainConfig(epochs=40)
+    runs = [run_one(data, preset, seed, train) for preset in ("plain", "robust") for seed in (0, 1, 2)]
+    summary = summarise(runs)
+    plain = [r["auc_shifted"] for r in runs if r["preset"] == "plain"]
+    robust = [r["auc_shifted"] for r in runs if r["preset"] == "robust"]
+    assert np.mean(robust) > np.mean(plain), (plain, robust)
+    assert sum(r > p for r, p in zip(robust, plain)) >= 2  # seed by seed, not only on average
+    assert summary["plain"]["drop"]["mean"] > summary["robust"]["drop"]["mean"]
+    table = markdown_table(summary, len(data.table.site_names))
+    assert table.count("\n") == 4 and "| robust (" in table
+
+
+def test_flip_rate_counts_patients_whose_label_changes() -> None:
+    from napari_wsirobust.mil.data import Bag, CohortRow
+
+    def bag(patient: str, site: str) -> Bag:
+        row = CohortRow(f"{patient}{site}", "x", "tumour", site, patient, "test_ood")
+        return Bag(row, 1, 0, np.zeros((1, 2), np.float32), grid=None)  # type: ignore[arg-type]
+
+    bags = [bag("p1", "A"), bag("p1", "B"), bag("p2", "A"), bag("p2", "B"), bag("p3", "A")]
+    assert flip_rate(bags, [1, 0, 1, 1, 0]) == 0.5  # p1 flips, p2 does not, p3 has one scan
+
+
+def test_train_and_predict_command_line(
+    small_benchmark: tuple[ShortcutConfig, ShortcutData], tmp_path: Path, shared_slides: Path
+) -> None:
+    config, data = small_benchmark
+    cohort_csv = Path(config.work_dir) / "cohort" / "cohort.csv"
+    cache = str(Path(config.work_dir) / "features")
+    model = tmp_path / "model"
+    args = [
+        "train",
+        str(cohort_csv),
+        "--out",
+        str(model),
+        "--epochs",
+        "8",
+        "--cache",
+        cache,
+        "--workers",
+        "0",
+    ]
+    assert cli_main(args) == 0
+    head = TrainedHead.load(model)
+    assert head.config.encoder_name == "effnet-lite0-imagenet" and head.label_names == ["normal", "tumour"]
+    assert head.config.losses["view_ce"] == 1.0 and head.config.metrics["epochs_run"] >= 1
+    slides = [r.path for r in data.table.split("test_ood")[:3]]
+    out = tmp_path / "pred.csv"
+    status = cli_main(
+        [
+            "predict",
+            str(model),
+            *slides,
+            str(shared_slides / "broken.svs"),
+            "--out",
+            str(out),
+            "--cache",
+            cache,
+        ]
+    )
+    assert status == 1  # one slide failed, reported, the others predicted
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert [Path(r["slide"]).name for r in rows] == [Path(s).name for s in slides]
+    assert all(abs(float(r["p_normal"]) + float(r["p_tumour"]) - 1) < 1e-5 for r in rows)
