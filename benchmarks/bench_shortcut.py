@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -23,20 +22,12 @@ OUT = WORK / "shortcut_out"
 
 
 def save_demo_model(best: str) -> Path:
-    from napari_wsirobust.mil.shortcut import ShortcutConfig, prepare
-    from napari_wsirobust.mil.train import LOSS_PRESETS, TrainConfig, Trainer, train_to_completion
+    from napari_wsirobust.mil.shortcut import ShortcutConfig, prepare, train_preset
+    from napari_wsirobust.mil.train import TrainConfig, train_to_completion
     from napari_wsirobust.models import DEMO_MODEL_DIR
 
     data = prepare(ShortcutConfig(work_dir=str(WORK / "shortcut"), cache_dir=str(WORK / "features")))
-    config = replace(TrainConfig(), seed=0, losses=LOSS_PRESETS[best])
-    trainer = Trainer(
-        data.bags["train"],
-        data.bags["val"],
-        data.table.label_names,
-        data.table.site_names,
-        data.source,
-        config,
-    )
+    trainer = train_preset(data, best, seed=0, train=TrainConfig())
     train_to_completion(trainer)
     tmp = DEMO_MODEL_DIR.parent / ".demo-build"
     folder = trainer.save(tmp)

@@ -108,10 +108,10 @@ def flip_rate(bags: list[Bag], predicted: Sequence[int]) -> float:
     return float(np.mean([len(v) > 1 for v in multi])) if multi else float("nan")
 
 
-def run_one(data: ShortcutData, preset: str, seed: int, train: TrainConfig) -> dict[str, Any]:
-    """Train one configuration with one seed and measure it."""
+def train_preset(data: ShortcutData, preset: str, seed: int, train: TrainConfig) -> Trainer:
+    """A trainer for one named loss configuration and seed, on the benchmark's train/val bags."""
     config = replace(train, seed=seed, losses=LOSS_PRESETS[preset])
-    trainer = Trainer(
+    return Trainer(
         data.bags["train"],
         data.bags["val"],
         data.table.label_names,
@@ -119,8 +119,12 @@ def run_one(data: ShortcutData, preset: str, seed: int, train: TrainConfig) -> d
         data.source,
         config,
     )
+
+
+def run_one(data: ShortcutData, preset: str, seed: int, train: TrainConfig) -> dict[str, Any]:
+    """Train one configuration with one seed and measure it."""
     start = time.perf_counter()
-    result = train_to_completion(trainer)
+    result = train_to_completion(train_preset(data, preset, seed, train))
     head = TrainedHead(result.model, result.config, result.standardiser)
     id_metrics, _ = evaluate(head, data.bags["test_id"], n_bootstrap=0)
     ood = data.bags["test_ood"]
