@@ -178,7 +178,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_benchmark_shortcut(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .mil.shortcut import ShortcutConfig, markdown_table, prepare, run_benchmark, write_results
+    from .mil.shortcut import ShortcutConfig, markdown_table, prepare, run_benchmark, summarise, write_results
     from .mil.train import TrainConfig
     from .synthetic import CohortConfig
 
@@ -206,7 +206,7 @@ def _cmd_benchmark_shortcut(args: argparse.Namespace) -> int:
             flush=True,
         )
     path = write_results(args.out, config, runs)
-    table = markdown_table(__import__("json").loads(path.read_text())["summary"], len(data.table.site_names))
+    table = markdown_table(summarise(runs), len(data.table.site_names))
     (Path(args.out) / "shortcut_benchmark.md").write_text(table)
     print(table)
     print(f"wrote {path}")

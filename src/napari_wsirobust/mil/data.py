@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +132,7 @@ def read_cohort_table(
         if not all(not r.split for r in rows):
             raise CohortError(f"{path.name}: the split column is filled for some slides only")
         splits = assign_patient_splits([r.patient for r in rows], [r.label for r in rows], seed=split_seed)
-        rows = [CohortRow(**{**r.__dict__, "split": splits[r.patient]}) for r in rows]
+        rows = [replace(r, split=splits[r.patient]) for r in rows]
     check_patient_splits(rows)
     labels = label_names or sorted({r.label for r in rows})
     unknown = sorted({r.label for r in rows} - set(labels))

@@ -66,7 +66,7 @@ class TrainedHead:
         """Predict one bag of (N, D) features; ``site`` selects the per-site standardisation."""
         if features.ndim != 2 or features.shape[1] != self.config.embed_dim:
             raise ValueError(
-                f"expected ({'N'}, {self.config.embed_dim}) features from {self.config.encoder_name}, "
+                f"expected (N, {self.config.embed_dim}) features from {self.config.encoder_name}, "
                 f"got {features.shape}"
             )
         if len(features) == 0:

@@ -90,12 +90,9 @@ def prepare(config: ShortcutConfig, log: Any = print) -> ShortcutData:
         "test_id": load_bags(table, table.split("test_id"), plain),
         "test_ood": load_bags(table, table.split("test_ood"), plain),
     }
-    from ..features.cohort import _encoder
+    from .workflow import feature_source
 
-    encoder = _encoder(config.encoder, None, False, "auto")
-    source = FeatureSource(
-        encoder.info.name, encoder.info.embed_dim, encoder.info.weights_id, asdict(plain.tiling)
-    )
+    source = feature_source(plain)
     return ShortcutData(table, bags, source)
 
 

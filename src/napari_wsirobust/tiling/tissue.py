@@ -96,15 +96,20 @@ def tissue_mask_from_rgb(
     rgb: np.ndarray, pixel_area_um2: float | None, config: TissueMaskConfig = TissueMaskConfig()
 ) -> tuple[np.ndarray, float]:
     """Tissue mask of an RGB overview; returns the mask and the saturation threshold used."""
+    mask, threshold, _ = _tissue_mask(rgb, pixel_area_um2, config)
+    return mask, threshold
+
+
+def _tissue_mask(
+    rgb: np.ndarray, pixel_area_um2: float | None, config: TissueMaskConfig
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """Mask, saturation threshold and glass RGB of an overview."""
     if rgb.ndim != 3 or rgb.shape[2] < 3:
         raise ValueError(f"tissue detection needs an RGB image, got shape {rgb.shape}")
     rgb = rgb[..., :3]
-    hsv = color.rgb2hsv(rgb)
-    hue, sat, val = hsv[..., 0] * 360.0, hsv[..., 1], hsv[..., 2]
+    sat = color.rgb2hsv(rgb)[..., 1]
     # Ink, debris and pen marks are removed first so they cannot drag the thresholds.
-    artefact = val <= config.max_dark_value
-    if config.exclude_pen:
-        artefact |= (hue > 70) & (hue < 230) & (sat > 0.25)
+    artefact = _artefacts(rgb, config)
     glass = _glass_from(rgb, artefact)
     od = np.clip(-np.log10(np.clip(rgb.astype(np.float64), 1, 255) / glass), 0, None).mean(axis=-1)
     try:
@@ -120,10 +125,11 @@ def tissue_mask_from_rgb(
     mask = morphology.remove_small_objects(mask, max_size=max(min_object, 1))
     mask = morphology.remove_small_holes(mask, max_size=max(max_hole, 1))
     mask &= ~artefact  # hole filling must not bring ink back
-    return mask, threshold
+    return mask, threshold, glass
 
 
 def _artefacts(rgb: np.ndarray, config: TissueMaskConfig) -> np.ndarray:
+    """Ink and debris (too dark) and, optionally, pen marks (saturated green/blue)."""
     hsv = color.rgb2hsv(rgb[..., :3])
     artefact = hsv[..., 2] <= config.max_dark_value
     if config.exclude_pen:
@@ -136,25 +142,16 @@ def _glass_from(rgb: np.ndarray, artefact: np.ndarray) -> np.ndarray:
     return np.percentile(candidates.reshape(-1, 3).astype(np.float64), 95, axis=0).clip(1, 255)
 
 
-def glass_colour(
-    rgb: np.ndarray, config: TissueMaskConfig = TissueMaskConfig()
-) -> tuple[float, float, float]:
-    """The slide's glass (background) RGB from an overview: the 95th percentile per channel of the
-    pixels that are not ink or pen."""
-    g = _glass_from(rgb[..., :3], _artefacts(rgb, config))
-    return (float(g[0]), float(g[1]), float(g[2]))
-
-
 def detect_tissue(slide: WSI, config: TissueMaskConfig = TissueMaskConfig()) -> TissueMask:
     """Tissue mask of ``slide`` from one low-resolution read (see module docstring)."""
     slide.require_rgb()
     overview, downsample = _read_overview(slide, config)
     mpp = slide.mpp
     area = downsample[0] * mpp[0] * downsample[1] * mpp[1] if mpp is not None else None
-    mask, threshold = tissue_mask_from_rgb(overview, area, config)
+    mask, threshold, glass = _tissue_mask(overview, area, config)
     return TissueMask(
         mask=mask,
         downsample=downsample,
         saturation_threshold=threshold,
-        glass_rgb=glass_colour(overview, config),
+        glass_rgb=(float(glass[0]), float(glass[1]), float(glass[2])),
     )
