@@ -14,6 +14,7 @@ from napari_wsirobust.mil.losses import (
     attention_entropy,
     consistency_loss,
     gradient_reversal,
+    representation_alignment_loss,
     technical_contrastive_loss,
 )
 from napari_wsirobust.mil.site_norm import SiteStandardiser
@@ -72,6 +73,18 @@ def test_consistency_loss_zero_for_identical_views_and_pulls_views_together() ->
     loss.backward()
     # gradient descent moves the swapped view's logits towards the original's (class 0 up)
     assert swapped_logits.grad[0, 0] < 0 < swapped_logits.grad[0, 1]
+
+
+def test_alignment_loss_is_scale_free_and_pulls_the_view_onto_the_original() -> None:
+    z = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    assert representation_alignment_loss(z, z.clone()).item() == 0.0
+    swapped = torch.tensor([[0.0, 1.0], [0.0, 2.0]], requires_grad=True)
+    loss = representation_alignment_loss(z, swapped)
+    # ||d||^2: bag 0 = 2, bag 1 = 0 -> mean 1; scale = (1 + 4 + 1 + 4) / 2 / 2 = 2.5
+    assert math.isclose(loss.item(), 1.0 / 2.5, rel_tol=1e-6)
+    assert math.isclose(representation_alignment_loss(10 * z, 10 * swapped).item(), loss.item(), rel_tol=1e-6)
+    loss.backward()
+    assert swapped.grad[0, 0] < 0 < swapped.grad[0, 1]  # descent moves bag 0's view towards (1, 0)
 
 
 def test_aem_prefers_spread_attention_and_ignores_padding() -> None:

@@ -19,7 +19,7 @@ from napari_wsirobust.mil.shortcut import (
     run_one,
     summarise,
 )
-from napari_wsirobust.mil.train import TrainConfig
+from napari_wsirobust.mil.train import DEFAULT_PRESET, TrainConfig
 from napari_wsirobust.synthetic import CohortConfig
 
 pytestmark = pytest.mark.slow
@@ -38,15 +38,15 @@ def test_robust_head_beats_plain_on_shifted_test(
 ) -> None:
     _, data = small_benchmark
     train = TrainConfig(epochs=40)
-    runs = [run_one(data, preset, seed, train) for preset in ("plain", "robust") for seed in (0, 1, 2)]
+    runs = [run_one(data, preset, seed, train) for preset in ("plain", DEFAULT_PRESET) for seed in (0, 1, 2)]
     summary = summarise(runs)
     plain = [r["auc_shifted"] for r in runs if r["preset"] == "plain"]
-    robust = [r["auc_shifted"] for r in runs if r["preset"] == "robust"]
+    robust = [r["auc_shifted"] for r in runs if r["preset"] == DEFAULT_PRESET]
     assert np.mean(robust) > np.mean(plain), (plain, robust)
     assert sum(r > p for r, p in zip(robust, plain)) >= 2  # seed by seed, not only on average
-    assert summary["plain"]["drop"]["mean"] > summary["robust"]["drop"]["mean"]
+    assert summary["plain"]["drop"]["mean"] > summary[DEFAULT_PRESET]["drop"]["mean"]
     table = markdown_table(summary, len(data.table.site_names))
-    assert table.count("\n") == 4 and "| robust (" in table
+    assert table.count("\n") == 4 and f"| {DEFAULT_PRESET} (" in table
 
 
 def test_flip_rate_counts_patients_whose_label_changes() -> None:

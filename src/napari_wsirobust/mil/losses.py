@@ -18,6 +18,10 @@ the slide logits, tau a temperature.
 - Scanner-consistency loss, for a bag and its scanner-swapped view (p', a'):
   L = 1/2 (KL(p || p') + KL(p' || p)) + beta * 1/2 sum_k |a_k - a'_k|
   (symmetric KL of predictions plus the total-variation distance of attention).
+- Representation alignment, for a bag and its scanner-swapped view (z'):
+  L = mean_i ||z_i - z'_i||^2 / (mean_j (||z_j||^2 + ||z'_j||^2) / 2), the whole slide representation
+  (not only the prediction) made to ignore the scanner change; scale-free so the head cannot shrink z
+  to satisfy it.
 - Attention-entropy maximisation (AEM, Zhang et al. 2024): L = -H(a) with
   H(a) = -sum_k a_k log a_k over the real tiles; added with weight lambda (0.1 in the authors' example),
   it penalises attention collapsing onto a few tiles.
@@ -132,3 +136,10 @@ def attention_entropy(attention: torch.Tensor, mask: torch.Tensor | None = None)
 def aem_loss(attention: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Attention-entropy maximisation term: -H(a) (add with a positive weight)."""
     return -attention_entropy(attention, mask)
+
+
+def representation_alignment_loss(representation: torch.Tensor, swapped: torch.Tensor) -> torch.Tensor:
+    """Scale-free squared distance between a bag's slide representation and its scanner-swapped view's:
+    mean_i ||z_i - z'_i||^2 / (mean_j (||z_j||^2 + ||z'_j||^2) / 2)."""
+    scale = 0.5 * (representation.pow(2).sum(-1) + swapped.pow(2).sum(-1)).mean().clamp_min(1e-8)
+    return (representation - swapped).pow(2).sum(-1).mean() / scale
