@@ -1,0 +1,181 @@
+"""Files out of an analysis: QuPath GeoJSON, per-tile CSV, slide-prediction CSV. Writes are atomic.
+
+GeoJSON coordinates are level-0 pixels of the slide (x right, y down, pixel corners at integers),
+which is what QuPath's *File > Import objects* expects. Every analysed tile becomes a ``tile``
+object carrying its attention and class scores as measurements; the top-k tiles are also written
+as ``annotation`` objects classified "Top attention" so they stand out.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .region import RegionAnalysis
+
+TOP_CLASS = {"name": "Top attention", "color": [0, 255, 102]}
+
+
+def _atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _tile_polygon_px(result: RegionAnalysis, i: int) -> list[list[list[float]]]:
+    g = result.grid
+    x0, y0 = float(g.x0[i]), float(g.y0[i])
+    x1, y1 = x0 + g.tile_size_level0[0], y0 + g.tile_size_level0[1]
+    return [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]
+
+
+def _measurements(result: RegionAnalysis, i: int, ranks: np.ndarray) -> dict[str, float]:
+    m = {"attention": float(result.attention[i]), "attention percentile": float(ranks[i])}
+    inst = result.prediction.instance_probabilities
+    if inst is not None:
+        for c, label in enumerate(result.label_names):
+            m[f"p({label})"] = float(inst[i, c])
+    return m
+
+
+def geojson_dict(result: RegionAnalysis, top_k: int = 8) -> dict[str, Any]:
+    """FeatureCollection of the analysed tiles (objectType ``tile``) and the top-k (``annotation``)."""
+    ranks = result.attention_rank()
+    inst = result.prediction.instance_probabilities
+    features = []
+    for i in range(len(result.grid)):
+        props: dict[str, Any] = {
+            "objectType": "tile",
+            "name": f"tile r{int(result.grid.rows[i])} c{int(result.grid.cols[i])}",
+            "measurements": _measurements(result, i, ranks),
+        }
+        if inst is not None:
+            props["classification"] = {"name": result.label_names[int(inst[i].argmax())]}
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": _tile_polygon_px(result, i)},
+                "properties": props,
+            }
+        )
+    for rank, i in enumerate(result.top_k(top_k), 1):
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": _tile_polygon_px(result, int(i))},
+                "properties": {
+                    "objectType": "annotation",
+                    "name": f"Top attention #{rank}",
+                    "classification": TOP_CLASS,
+                    "measurements": _measurements(result, int(i), ranks),
+                },
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def write_geojson(result: RegionAnalysis, path: str | os.PathLike[str], top_k: int = 8) -> Path:
+    return _atomic_write_text(path, json.dumps(geojson_dict(result, top_k)))
+
+
+def tile_table(result: RegionAnalysis) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of the per-tile table (one row per analysed tile, grid order)."""
+    g = result.grid
+    ranks = result.attention_rank()
+    inst = result.prediction.instance_probabilities
+    header = [
+        "slide",
+        "row",
+        "col",
+        "x_level0",
+        "y_level0",
+        "width_level0",
+        "height_level0",
+        "centre_y_um",
+        "centre_x_um",
+        "tissue_fraction",
+        "attention",
+        "attention_percentile",
+    ]
+    if inst is not None:
+        header += [f"p_{label}" for label in result.label_names]
+    centres = g.centres_um
+    rows = []
+    for i in range(len(g)):
+        row = [
+            result.slide_name,
+            int(g.rows[i]),
+            int(g.cols[i]),
+            f"{g.x0[i]:.2f}",
+            f"{g.y0[i]:.2f}",
+            f"{g.tile_size_level0[0]:.2f}",
+            f"{g.tile_size_level0[1]:.2f}",
+            f"{centres[i, 0]:.2f}",
+            f"{centres[i, 1]:.2f}",
+            f"{g.tissue_fraction[i]:.3f}",
+            f"{result.attention[i]:.6g}",
+            f"{ranks[i]:.4f}",
+        ]
+        if inst is not None:
+            row += [f"{v:.6f}" for v in inst[i]]
+        rows.append(row)
+    return header, rows
+
+
+def _write_csv(path: str | os.PathLike[str], header: list[str], rows: Sequence[Sequence[Any]]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
+def write_tile_csv(result: RegionAnalysis, path: str | os.PathLike[str]) -> Path:
+    return _write_csv(path, *tile_table(result))
+
+
+def write_slide_predictions_csv(results: Sequence[RegionAnalysis], path: str | os.PathLike[str]) -> Path:
+    """One row per analysis: slide, scope, model, tiles, predicted label and each class probability."""
+    if not results:
+        raise ValueError("no analyses to export")
+    labels = results[0].label_names
+    header = [
+        "slide",
+        "path",
+        "scope",
+        "model",
+        "encoder",
+        "n_tiles",
+        "prediction",
+        *[f"p_{label}" for label in labels],
+    ]
+    rows = []
+    for r in results:
+        if r.label_names != labels:
+            raise ValueError("the analyses use models with different labels; export them separately")
+        rows.append(
+            [
+                r.slide_name,
+                r.request.slide_path,
+                r.request.scope.kind,
+                r.request.model_dir,
+                r.encoder_name,
+                len(r.grid),
+                r.predicted_label,
+                *[f"{p:.6f}" for p in r.prediction.probabilities],
+            ]
+        )
+    return _write_csv(path, header, rows)

@@ -1,0 +1,217 @@
+"""Run an encoder and a trained MIL head on one scope of one slide.
+
+The scope is the visible canvas (a rectangle in µm), drawn shapes (polygons in µm) or the whole
+slide. Tiles are embedded through the feature cache, keyed by tile position, so analysing a moved
+viewport only embeds the tiles not seen before. :func:`analyse_region` is a generator of
+:class:`AnalysisProgress` (stop iterating to cancel: nothing is left half-made, tiles already
+embedded stay cached) returning a :class:`RegionAnalysis`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..encoders.model import TileEncoder, create_encoder
+from ..features.cache import FeatureCache, cache_key
+from ..features.pipeline import select_device
+from ..io import WSI, open_slide
+from ..mil.predict import BagPrediction, TrainedHead
+from ..tiling import Scope, TileGrid, TilingConfig, TissueMask, detect_tissue, make_tile_grid
+
+
+class AnalysisError(RuntimeError):
+    """An analysis cannot run; the message says why and what to do."""
+
+
+class NoTissueError(AnalysisError):
+    """The scope holds no tissue tile."""
+
+
+@dataclass(frozen=True)
+class AnalysisRequest:
+    """What to analyse and with what. ``encoder`` None: the encoder the head was trained on."""
+
+    slide_path: str
+    model_dir: str
+    scope: Scope = Scope()
+    encoder: str | None = None
+    encoder_weights: str | None = None
+    allow_hub: bool = False
+    mpp: tuple[float, float] | None = None  # pixel-size override (e.g. set in the Slide info widget)
+    cache_dir: str | None = None
+    device: str = "auto"
+    site: str | None = None  # for heads trained with per-site standardisation
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class AnalysisProgress:
+    stage: str  # "loading", "tiling", "embedding", "predicting"
+    done: int = 0
+    total: int = 0
+    message: str = ""
+
+
+@dataclass
+class RegionAnalysis:
+    """The outcome: the scope's tiles (grid order) and the head's prediction over them."""
+
+    request: AnalysisRequest
+    slide_name: str
+    grid: TileGrid
+    prediction: BagPrediction
+    label_names: list[str]
+    encoder_name: str
+    n_embedded: int  # tiles that had to be embedded (the others came from the cache)
+    seconds: float
+
+    @property
+    def attention(self) -> np.ndarray:
+        return self.prediction.attention
+
+    @property
+    def predicted_label(self) -> str:
+        return self.label_names[self.prediction.label_index]
+
+    @property
+    def probability(self) -> float:
+        return float(self.prediction.probabilities.max())
+
+    def top_k(self, k: int) -> np.ndarray:
+        """Indices of the ``k`` most attended tiles, most attended first."""
+        k = max(0, min(int(k), len(self.attention)))
+        return np.argsort(-self.attention, kind="stable")[:k]
+
+    def attention_rank(self) -> np.ndarray:
+        """Attention as a percentile rank in (0, 1] (1 = most attended), comparable across bag sizes."""
+        n = len(self.attention)
+        ranks = np.empty(n, np.float32)
+        ranks[np.argsort(self.attention, kind="stable")] = np.arange(1, n + 1, dtype=np.float32) / n
+        return ranks
+
+
+class Resources:
+    """Encoders, heads and tissue masks kept between runs (one analysis at a time uses them)."""
+
+    def __init__(self) -> None:
+        self._encoders: dict[tuple[str, str | None, str], TileEncoder] = {}
+        self._heads: dict[tuple[str, float], TrainedHead] = {}
+        self._tissue: dict[tuple[str, tuple[float, float] | None], TissueMask] = {}
+
+    def head(self, model_dir: str) -> TrainedHead:
+        path = Path(model_dir)
+        if not path.exists():
+            raise AnalysisError(f"model folder not found: {path}")
+        stamp = max((p.stat().st_mtime for p in path.rglob("*") if p.is_file()), default=0.0)
+        key = (str(path.resolve()), stamp)
+        if key not in self._heads:
+            try:
+                self._heads[key] = TrainedHead.load(path)
+            except (OSError, ValueError) as exc:
+                raise AnalysisError(f"cannot load the model in {path}: {exc}") from exc
+        return self._heads[key]
+
+    def encoder(self, name: str, weights: str | None, allow_hub: bool, device: str) -> TileEncoder:
+        key = (name, weights, device)
+        if key not in self._encoders:
+            self._encoders[key] = create_encoder(
+                name, weights, allow_hub=allow_hub, device=select_device(device)
+            )
+        return self._encoders[key]
+
+    def tissue(self, slide: WSI, mpp: tuple[float, float] | None) -> TissueMask:
+        key = (slide.content_id(), mpp)
+        if key not in self._tissue:
+            self._tissue[key] = detect_tissue(slide)
+        return self._tissue[key]
+
+
+def _tiling_for(head: TrainedHead, encoder: TileEncoder) -> TilingConfig:
+    tiling = TilingConfig(**head.config.tiling) if head.config.tiling else TilingConfig()
+    if tiling.tile_size != encoder.spec.input_size:
+        raise AnalysisError(
+            f"the model was trained on {tiling.tile_size}-px tiles but {encoder.info.name} takes "
+            f"{encoder.spec.input_size}-px tiles"
+        )
+    return tiling
+
+
+def analyse_region(
+    request: AnalysisRequest, resources: Resources | None = None
+) -> Generator[AnalysisProgress, None, RegionAnalysis]:
+    """Tile the scope, embed (cache first), run the head. Raises :class:`AnalysisError` (or a
+    :class:`~napari_wsirobust.io.SlideError` for unreadable slides) with a message for the user."""
+    resources = resources or Resources()
+    start = time.perf_counter()
+    yield AnalysisProgress("loading", message="loading the model and the encoder")
+    head = resources.head(request.model_dir)
+    encoder_name = request.encoder or head.config.encoder_name
+    encoder = resources.encoder(encoder_name, request.encoder_weights, request.allow_hub, request.device)
+    try:
+        head.check_features(encoder.info.name, encoder.info.embed_dim)
+    except ValueError as exc:
+        raise AnalysisError(str(exc)) from exc
+    tiling = _tiling_for(head, encoder)
+    cache = FeatureCache(request.cache_dir)
+    with open_slide(request.slide_path, mpp=request.mpp) as slide:
+        slide.require_rgb()
+        yield AnalysisProgress("tiling", message="finding tissue")
+        tissue = resources.tissue(slide, request.mpp)
+        grid = make_tile_grid(slide, tiling, request.scope, tissue)
+        if len(grid) == 0:
+            where = "the whole slide" if request.scope.kind == "whole" else "the chosen region"
+            raise NoTissueError(
+                f"no tissue tiles in {where} of {Path(request.slide_path).name} "
+                f"({tiling.tile_size} px tiles at {tiling.target_mpp:g} µm/px, at least "
+                f"{tiling.min_tissue_fraction:.0%} tissue): move or widen the region"
+            )
+        key = cache_key(slide, grid, encoder)
+        cached = cache.load_aligned(key, grid)
+        n_embedded = 0
+        if cached is None:
+            embedding = cache.embed(slide, grid, encoder, batch_size=request.batch_size)
+            while True:
+                try:
+                    progress = next(embedding)
+                except StopIteration as stop:
+                    features = stop.value
+                    break
+                n_embedded = progress.total
+                yield AnalysisProgress(
+                    "embedding",
+                    progress.done,
+                    progress.total,
+                    f"embedding {progress.done}/{progress.total} new tiles ({len(grid)} in scope)",
+                )
+        else:
+            features = cached
+        yield AnalysisProgress("predicting", len(grid), len(grid), "running the MIL head")
+        prediction = head.predict(features, request.site)
+        name = Path(request.slide_path).name
+    return RegionAnalysis(
+        request=request,
+        slide_name=name,
+        grid=grid,
+        prediction=prediction,
+        label_names=list(head.label_names),
+        encoder_name=encoder.info.name,
+        n_embedded=n_embedded,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def visible_rect_um(
+    center_yx: tuple[float, ...], canvas_size_hw: tuple[int, int], zoom: float
+) -> tuple[float, float, float, float]:
+    """(y0, x0, y1, x1) in world µm of what a 2-D canvas shows (napari camera centre, canvas size in
+    screen pixels, zoom in screen pixels per µm)."""
+    if zoom <= 0:
+        raise ValueError(f"zoom must be positive, got {zoom}")
+    cy, cx = float(center_yx[-2]), float(center_yx[-1])
+    half_h, half_w = canvas_size_hw[0] / zoom / 2, canvas_size_hw[1] / zoom / 2
+    return (cy - half_h, cx - half_w, cy + half_h, cx + half_w)
