@@ -35,6 +35,7 @@ def shared_slides() -> Path:
 def _isolated_data_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Sample data is generated into a temporary folder, never the user's cache."""
     os.environ["WSIROBUST_DATA_DIR"] = str(tmp_path_factory.mktemp("wsirobust-data"))
+    os.environ["WSIROBUST_CACHE_DIR"] = str(tmp_path_factory.mktemp("wsirobust-features"))
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +52,12 @@ def small_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small cohort (512 x 384 slides) with the default design; returns its CSV."""
     cfg = CohortConfig(width=512, height=384, workers=2)
     return generate_cohort(tmp_path_factory.mktemp("cohort"), cfg)
+
+
+@pytest.fixture(scope="session")
+def analysis_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2048 x 1536 px at 0.5 µm/px, scanner B, 30 % tumour, obvious atypia; ground truth beside it."""
+    path = tmp_path_factory.mktemp("analysis") / "tumour_B.tiff"
+    tissue = TissueSpec(seed=21, tumour=True, width=2048, height=1536, tumour_fraction=0.3, atypia=1.0)
+    write_synthetic_slide(SyntheticSlideSpec.make(tissue, "B"), path)
+    return path

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,6 +25,7 @@ TIMM_PREFIX = "timm:"
 
 
 def _resolve_layer_names(kwargs: dict[str, Any]) -> dict[str, Any]:
+    import_backends()
     import timm.layers
 
     names = {
@@ -76,6 +79,7 @@ class TileEncoder(nn.Module):
 
 
 def _custom_timm_spec(name: str) -> EncoderSpec:
+    import_backends()
     import timm
 
     model_name = name.removeprefix(TIMM_PREFIX)
@@ -97,8 +101,30 @@ def _custom_timm_spec(name: str) -> EncoderSpec:
     )
 
 
+def _llvm_already_loaded() -> bool:
+    try:
+        return "libLLVM" in Path("/proc/self/maps").read_text()
+    except OSError:  # not Linux
+        return False
+
+
+def import_backends() -> None:
+    """Import timm (and through it torchvision and torch._dynamo) safely.
+
+    torch._dynamo imports triton when it is installed, and triton loads its own LLVM. When Mesa's
+    software OpenGL (llvmpipe, which loads libLLVM) is already running - napari under Xvfb or on a
+    machine without a GPU driver - loading the second LLVM crashes the process (segmentation fault,
+    measured with napari 0.9.2, torch 2.14.1, Mesa LLVM 15). In that case triton is marked as not
+    importable first: torch then runs without it (it is only needed for ``torch.compile`` on GPUs,
+    which this package does not use)."""
+    if "triton" not in sys.modules and _llvm_already_loaded():
+        sys.modules["triton"] = None  # type: ignore[assignment]
+    import timm  # noqa: F401
+
+
 def build_backbone(spec: EncoderSpec) -> nn.Module:
     """The spec's architecture with random weights (no download)."""
+    import_backends()
     import timm
 
     return timm.create_model(spec.timm_name, pretrained=False, **_resolve_layer_names(spec.timm_kwargs))
@@ -151,6 +177,7 @@ def create_encoder(
 
 
 def _from_hub(spec: EncoderSpec) -> nn.Module:
+    import_backends()
     import timm
 
     kwargs = _resolve_layer_names({k: v for k, v in spec.timm_kwargs.items() if k != "img_size"})

@@ -1,0 +1,65 @@
+"""Running a long compute generator from a GUI worker: cancellation and user-facing errors (no Qt).
+
+:func:`guarded` wraps a progress generator so that it never raises: it returns an :class:`Outcome`
+holding the value, a message for the user, or ``cancelled``. Cancelling sets a
+:class:`threading.Event`; the wrapped generator is then closed *in the worker thread* at its next
+progress step (so clean-up such as stopping tile readers never runs on the GUI thread).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass
+class Outcome(Generic[T]):
+    value: T | None = None
+    error: str = ""
+    cancelled: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and not self.cancelled and self.value is not None
+
+
+def user_message(exc: BaseException) -> str:
+    """A message a pathologist can act on."""
+    try:
+        import torch
+
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            return (
+                "The GPU ran out of memory. Choose the CPU device, analyse a smaller region, or close "
+                "other programs using the GPU."
+            )
+    except ImportError:  # pragma: no cover - torch is a dependency of the analysis
+        pass
+    if isinstance(exc, MemoryError):
+        return "Out of memory: analyse a smaller region."
+    text = str(exc).strip()
+    known = ("SlideError", "AnalysisError", "NoTissueError", "EncoderWeightsError", "MissingMPPError")
+    if any(cls.__name__ in known for cls in type(exc).__mro__):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def guarded(gen: Generator[Any, None, T], cancel: threading.Event) -> Generator[Any, None, Outcome[T]]:
+    """Yield ``gen``'s progress; return its value, its error as a message, or a cancellation."""
+    try:
+        while True:
+            if cancel.is_set():
+                return Outcome(cancelled=True)
+            try:
+                item = next(gen)
+            except StopIteration as stop:
+                return Outcome(value=stop.value)
+            yield item
+    except Exception as exc:  # reported to the user; the GUI keeps running
+        return Outcome(error=user_message(exc))
+    finally:
+        gen.close()

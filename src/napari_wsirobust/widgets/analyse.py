@@ -1,0 +1,372 @@
+"""Analyse dock widget: run the encoder and a MIL head on the visible region, drawn shapes or the
+whole slide, and show attention, tile scores and the top tiles as layers aligned to the slide.
+
+Thin: the compute is :func:`napari_wsirobust.analysis.analyse_region` in a napari worker; this module
+only builds the request from the viewer and puts the result into layers (updated in place).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    ProgressBar,
+    PushButton,
+    RadioButtons,
+    SpinBox,
+)
+from napari.utils.notifications import show_error, show_info
+
+from ..analysis import AnalysisRequest, RegionAnalysis, Resources, analyse_region, visible_rect_um
+from ..analysis.export import write_geojson, write_slide_predictions_csv, write_tile_csv
+from ..analysis.jobs import Outcome, guarded
+from ..analysis.maps import METADATA_KEY, analysis_layers
+from ..analysis.models import MODELS
+from ..io.slide import LAYER_METADATA_KEY
+from ..tiling import Scope
+from .slide_info import slide_layers
+
+if TYPE_CHECKING:
+    import napari
+
+SCOPES = ("visible region", "selected shapes", "whole slide")
+OWN_ENCODER = "the model's encoder"
+
+
+def camera_of(viewer: napari.Viewer) -> Any:
+    """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
+def shapes_to_polygons_um(layer: Any, offset: np.ndarray) -> list[np.ndarray]:
+    """World (y, x) µm polygons of a Shapes layer's selected shapes (all shapes if none is selected),
+    relative to the slide's origin ``offset``. Ellipses become 64-gons; lines and paths are refused."""
+    indices = sorted(layer.selected_data) or list(range(len(layer.data)))
+    polygons = []
+    for i in indices:
+        kind = layer.shape_type[i]
+        vertices = np.asarray(layer.data[i], dtype=np.float64)[:, -2:]
+        if kind in ("line", "path"):
+            raise ValueError(f"shape {i + 1} of {layer.name!r} is a {kind}, not an area; draw a polygon")
+        if kind == "ellipse":
+            centre = vertices.mean(axis=0)
+            radii = (vertices.max(axis=0) - vertices.min(axis=0)) / 2
+            t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+            vertices = centre + np.column_stack([radii[0] * np.sin(t), radii[1] * np.cos(t)])
+        world = np.array([layer.data_to_world(v)[-2:] for v in vertices])
+        polygons.append(world - offset)
+    return polygons
+
+
+class AnalyseWidget(Container):
+    """Pick slide, model, encoder and scope; Run; see and export the result."""
+
+    def __init__(self, viewer: napari.Viewer) -> None:
+        from ..encoders.model import import_backends
+
+        import_backends()  # import timm on the main thread, safely (see import_backends)
+        self._viewer = viewer
+        self._resources = Resources()
+        self._results: dict[str, RegionAnalysis] = {}  # slide path -> latest analysis
+        self._worker: Any = None
+        self._cancel = threading.Event()
+        self._top_index = -1
+
+        self._slide = ComboBox(label="Slide layer", choices=self._slide_choices)
+        self._model = ComboBox(label="MIL model", choices=lambda _w=None: MODELS.names())
+        self._model_dir = FileEdit(label="Load model folder", mode="d")
+        self._load_model = PushButton(text="Add model")
+        self._encoder = ComboBox(label="Encoder", choices=self._encoder_choices, value=OWN_ENCODER)
+        self._device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
+        self._scope = RadioButtons(label="Scope", choices=SCOPES, value=SCOPES[0])
+        self._shapes = ComboBox(label="Shapes layer", choices=self._shapes_choices, nullable=True)
+        self._top_k = SpinBox(label="Top tiles", value=8, min=1, max=100)
+        self._run = PushButton(text="Analyse")
+        self._cancel_button = PushButton(text="Cancel", enabled=False)
+        self._progress = ProgressBar(label="Progress", value=0, max=1, visible=False)
+        self._status = Label(value="")
+        self._result_label = Label(value="No analysis yet.")
+        self._previous = PushButton(text="◀ Previous top tile")
+        self._next = PushButton(text="Next top tile ▶")
+        self._export_dir = FileEdit(label="Export folder", mode="d", value=str(Path.home()))
+        self._export = PushButton(text="Export GeoJSON + CSVs + PNG")
+        super().__init__(
+            widgets=[
+                self._slide, self._model, self._model_dir, self._load_model, self._encoder, self._device,
+                self._scope, self._shapes, self._top_k, self._run, self._cancel_button, self._progress,
+                self._status, self._result_label, self._previous, self._next, self._export_dir,
+                self._export,
+            ]
+        )  # fmt: skip
+        self._run.changed.connect(self.run)
+        self._cancel_button.changed.connect(self.cancel)
+        self._load_model.changed.connect(self._on_load_model)
+        self._previous.changed.connect(lambda _v=None: self.step_top_tile(-1))
+        self._next.changed.connect(lambda _v=None: self.step_top_tile(+1))
+        self._export.changed.connect(lambda _v=None: self.export(Path(str(self._export_dir.value))))
+        viewer.layers.events.inserted.connect(self._refresh_choices)
+        viewer.layers.events.removed.connect(self._refresh_choices)
+        MODELS.changed.connect(self._refresh_models)
+
+    # -- choices --------------------------------------------------------------------------------
+    def _slide_choices(self, _w: Any = None) -> list[tuple[str, Any]]:
+        return [(layer.name, layer) for layer in slide_layers(self._viewer)]
+
+    def _shapes_choices(self, _w: Any = None) -> list[tuple[str, Any]]:
+        import napari
+
+        return [(ly.name, ly) for ly in self._viewer.layers if isinstance(ly, napari.layers.Shapes)
+                and METADATA_KEY not in ly.metadata]  # fmt: skip
+
+    def _encoder_choices(self, _w: Any = None) -> list[str]:
+        from ..encoders import list_encoders
+
+        return [OWN_ENCODER, *list_encoders()]
+
+    def _refresh_choices(self, _event: Any = None) -> None:
+        self._slide.reset_choices()
+        self._shapes.reset_choices()
+
+    def _refresh_models(self) -> None:
+        try:
+            self._model.reset_choices()
+        except RuntimeError:  # the dock was closed and its Qt widgets deleted: stop listening
+            MODELS.changed.disconnect(self._refresh_models)
+
+    def _on_load_model(self, _v: Any = None) -> None:
+        folder = Path(str(self._model_dir.value))
+        if not (folder / "config.json").exists() and not (folder / "CURRENT").exists():
+            show_error(f"{folder} is not a saved model folder (no config.json).")
+            return
+        name = MODELS.add(folder.name, folder)
+        self._model.value = name
+        show_info(f"model {name!r} added")
+
+    # -- running --------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    def _scope_for(self, slide_layer: Any) -> Scope:
+        offset = np.asarray(slide_layer.translate, dtype=np.float64)[-2:]
+        kind = self._scope.value
+        if kind == "whole slide":
+            return Scope.whole()
+        if kind == "visible region":
+            y0, x0, y1, x1 = visible_rect_um(
+                tuple(camera_of(self._viewer).center),
+                tuple(self._viewer.canvas.size),
+                camera_of(self._viewer).zoom,
+            )
+            return Scope.rect(y0 - offset[0], x0 - offset[1], y1 - offset[0], x1 - offset[1])
+        layer = self._shapes.value
+        if layer is None or len(layer.data) == 0:
+            raise ValueError("Draw a polygon or rectangle in a Shapes layer and pick it as the Shapes layer.")
+        return Scope.polygons(shapes_to_polygons_um(layer, offset))
+
+    def build_request(self) -> AnalysisRequest:
+        """The request for the current choices (raises ValueError with a message when incomplete)."""
+        layer = self._slide.value
+        if layer is None:
+            raise ValueError("Open a slide first (File > Open, or the Slide info widget).")
+        if self._model.value is None:
+            raise ValueError("Choose a MIL model (or add a saved model folder).")
+        meta = layer.metadata[LAYER_METADATA_KEY]
+        mpp = (meta["mpp_x"], meta["mpp_y"]) if meta.get("mpp_source") == "override" else None
+        encoder = None if self._encoder.value == OWN_ENCODER else self._encoder.value
+        return AnalysisRequest(
+            slide_path=meta["path"],
+            model_dir=MODELS.path(self._model.value),
+            scope=self._scope_for(layer),
+            encoder=encoder,
+            mpp=mpp,
+            device=self._device.value,
+        )
+
+    def run(self, _v: Any = None) -> Any:
+        """Start an analysis in a worker thread; returns the worker (None when refused)."""
+        if self.running:
+            show_info("An analysis is already running; cancel it first.")
+            return None
+        try:
+            request = self.build_request()
+        except (ValueError, KeyError) as exc:
+            show_error(str(exc).strip("'\""))
+            return None
+        from napari.qt.threading import create_worker
+
+        self._cancel = threading.Event()
+        job = guarded(analyse_region(request, self._resources), self._cancel)
+
+        def work() -> Any:
+            return (yield from job)
+
+        worker = create_worker(work)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_returned)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._set_running(True, f"Analysing {Path(request.slide_path).name} ({request.scope.kind}) ...")
+        worker.start()
+        return worker
+
+    def cancel(self, _v: Any = None) -> None:
+        if self.running:
+            self._cancel.set()
+            self._status.value = "Cancelling ..."
+
+    def _set_running(self, running: bool, message: str = "") -> None:
+        self._run.enabled = not running
+        self._cancel_button.enabled = running
+        self._progress.visible = running
+        self._progress.value = 0
+        if message:
+            self._status.value = message
+
+    def _on_progress(self, progress: Any) -> None:
+        total = max(1, int(progress.total))
+        self._progress.max = total
+        self._progress.value = min(int(progress.done), total)
+        if progress.message:
+            self._status.value = progress.message
+
+    def _on_returned(self, outcome: Outcome[RegionAnalysis]) -> None:
+        if outcome.cancelled:
+            self._status.value = "Cancelled: no layers were changed."
+            return
+        if outcome.error or outcome.value is None:
+            self._status.value = "Failed (see the notification)."
+            show_error(outcome.error or "the analysis produced no result")
+            return
+        result = outcome.value
+        self._results[result.request.slide_path] = result
+        self._show(result)
+        probs = ", ".join(f"{n} {p:.2f}" for n, p in zip(result.label_names, result.prediction.probabilities))
+        self._result_label.value = (
+            f"<b>{result.predicted_label}</b> (p = {result.probability:.2f}) over {len(result.grid)} tiles "
+            f"({result.request.scope.kind}); {probs}"
+        )
+        self._status.value = (
+            f"Done in {result.seconds:.1f} s; {result.n_embedded} tiles embedded, "
+            f"{len(result.grid) - result.n_embedded} from the cache."
+        )
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self._set_running(False)
+
+    # -- layers ---------------------------------------------------------------------------------
+    def _find_layer(self, slide_path: str, kind: str) -> Any:
+        for layer in self._viewer.layers:
+            tag = layer.metadata.get(METADATA_KEY)
+            if tag and tag.get("slide") == slide_path and tag.get("kind") == kind:
+                return layer
+        return None
+
+    def _show(self, result: RegionAnalysis) -> None:
+        """Add the result's layers, or update the slide's existing ones in place."""
+        slide_layer = self._slide.value
+        offset = np.asarray(slide_layer.translate, dtype=np.float64)[-2:] if slide_layer else np.zeros(2)
+        base = slide_layer.name if slide_layer is not None else result.slide_name
+        wanted = set()
+        for data, kwargs, kind in analysis_layers(result, int(self._top_k.value), name=base):
+            tag = kwargs["metadata"][METADATA_KEY]["kind"]
+            wanted.add(tag)
+            existing = self._find_layer(result.request.slide_path, tag)
+            if kind == "image":
+                kwargs["translate"] = tuple(np.asarray(kwargs["translate"]) + offset)
+                if existing is None:
+                    self._viewer.add_image(data, **kwargs)
+                else:
+                    existing.data = data
+                    existing.scale, existing.translate = kwargs["scale"], kwargs["translate"]
+                    existing.name = kwargs["name"]
+                continue
+            if existing is None:
+                layer = self._viewer.add_shapes(data, translate=tuple(offset), **kwargs)
+                layer.events.highlight.connect(self._on_top_tile_selected)
+                layer.bind_key(".", lambda _ly: self.step_top_tile(+1), overwrite=True)
+                layer.bind_key(",", lambda _ly: self.step_top_tile(-1), overwrite=True)
+            else:
+                existing.selected_data = set()
+                existing.data = []
+                existing.add(data, shape_type="rectangle")
+                existing.features = kwargs["features"]
+                existing.translate = tuple(offset)
+                existing.name = kwargs["name"]
+        for tag in ("attention", "score", "top_tiles"):
+            stale = self._find_layer(result.request.slide_path, tag)
+            if tag not in wanted and stale is not None:
+                self._viewer.layers.remove(stale)
+        self._top_index = -1
+        if slide_layer is not None:
+            self._viewer.layers.selection.active = slide_layer
+
+    def top_tiles_layer(self) -> Any:
+        result = self.current_result()
+        return None if result is None else self._find_layer(result.request.slide_path, "top_tiles")
+
+    def current_result(self) -> RegionAnalysis | None:
+        layer = self._slide.value
+        if layer is None:
+            return None
+        return self._results.get(layer.metadata[LAYER_METADATA_KEY]["path"])
+
+    def step_top_tile(self, step: int) -> int | None:
+        """Centre the camera on the next (step +1) or previous (-1) top tile; returns its index."""
+        layer = self.top_tiles_layer()
+        if layer is None or len(layer.data) == 0:
+            show_info("No top tiles yet: run an analysis first.")
+            return None
+        self._top_index = (self._top_index + step) % len(layer.data)
+        self._jump_to(layer, self._top_index)
+        return self._top_index
+
+    def _on_top_tile_selected(self, event: Any) -> None:
+        layer = event.source
+        if len(layer.selected_data) == 1:
+            self._top_index = next(iter(layer.selected_data))
+            self._jump_to(layer, self._top_index)
+
+    def _jump_to(self, layer: Any, index: int) -> None:
+        corners = np.array([layer.data_to_world(v)[-2:] for v in layer.data[index]])
+        centre = corners.mean(axis=0)
+        side = float(np.ptp(corners[:, 0]))
+        camera_of(self._viewer).center = tuple(centre)
+        canvas = min(self._viewer.canvas.size)
+        if side > 0 and canvas > 0:
+            camera_of(self._viewer).zoom = max(camera_of(self._viewer).zoom, canvas / (4 * side))
+        feats = layer.features.iloc[index]
+        self._status.value = f"Top tile #{int(feats['rank'])}: attention {float(feats['attention']):.4f}"
+
+    # -- export ---------------------------------------------------------------------------------
+    def export(self, folder: Path) -> list[Path]:
+        """Write the current slide's GeoJSON and tile CSV, all slides' predictions CSV, and a PNG."""
+        result = self.current_result()
+        if result is None:
+            show_error("Nothing to export: run an analysis on this slide first.")
+            return []
+        stem = Path(result.slide_name).stem
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            paths = [
+                write_geojson(result, folder / f"{stem}_tiles.geojson", int(self._top_k.value)),
+                write_tile_csv(result, folder / f"{stem}_tiles.csv"),
+                write_slide_predictions_csv(list(self._results.values()), folder / "slide_predictions.csv"),
+            ]
+            png = folder / f"{stem}_view.png"
+            self._viewer.screenshot(str(png), canvas_only=True, flash=False)
+            paths.append(png)
+        except (OSError, ValueError) as exc:
+            show_error(f"Export failed: {exc}")
+            return []
+        show_info(f"Exported {len(paths)} files to {folder}")
+        return paths
