@@ -1,4 +1,4 @@
-"""The README's demo: a sample cohort slide in napari with the plugin's widgets docked.
+"""The README's demo: a sample cohort slide in napari, analysed with the bundled model, overlays shown.
 
 With ``headless=True`` (the Makefile uses it when there is no display, under Xvfb) the viewer is
 shown on the virtual screen, a screenshot and a JSON summary are written to ``out_dir`` and the
@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .synthetic import CohortConfig, generate_cohort, read_cohort_csv
 from .synthetic.cohort import cohort_is_complete
+
+if TYPE_CHECKING:
+    import napari
 
 
 def ensure_cohort(cohort_dir: Path) -> Path:
@@ -48,54 +53,98 @@ def _silence_pyqt5_toast() -> None:
         pass
 
 
+def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
+    """Process Qt events until ``condition()`` holds (True) or the timeout passes (False)."""
+    from qtpy.QtWidgets import QApplication
+
+    deadline = time.perf_counter() + timeout_s
+    while time.perf_counter() < deadline:
+        QApplication.processEvents()
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def open_and_analyse(viewer: napari.Viewer, slide_path: str, name: str, timeout_s: float = 300.0) -> Any:
+    """Open ``slide_path``, dock the Slide info and Analyse widgets, and analyse the whole slide with
+    the bundled model; returns the Analyse widget (its ``current_result()`` holds the analysis)."""
+    from .io import open_slide
+    from .widgets.analyse import AnalyseWidget
+    from .widgets.slide_info import SlideInfoWidget
+
+    slide = open_slide(slide_path)
+    for data, kwargs, _ in slide.to_layer_data(name=name):
+        viewer.add_image(data, **kwargs)
+    viewer.window.add_dock_widget(SlideInfoWidget(viewer), name="Slide info", area="right")
+    analyse = AnalyseWidget(viewer)
+    viewer.window.add_dock_widget(analyse, name="Analyse region", area="right")
+    analyse._scope.value = "whole slide"
+    if analyse.run() is None or not wait_for(lambda: not analyse.running, timeout_s):
+        raise RuntimeError("the demo analysis did not finish")
+    if analyse.current_result() is None:
+        raise RuntimeError(f"the demo analysis failed: {analyse._status.value}")
+    return analyse
+
+
+def overlay_change_fraction(viewer: napari.Viewer) -> float:
+    """Share of canvas pixels whose colour the analysis overlays change (screenshots with and without
+    them): a check that the heatmap is really drawn, not just present as a layer."""
+    import numpy as np
+
+    from .analysis.maps import METADATA_KEY
+
+    overlays = [ly for ly in viewer.layers if METADATA_KEY in ly.metadata and ly.visible]
+    with_overlays = viewer.screenshot(canvas_only=True, flash=False)
+    for layer in overlays:
+        layer.visible = False
+    without = viewer.screenshot(canvas_only=True, flash=False)
+    for layer in overlays:
+        layer.visible = True
+    diff = np.abs(with_overlays[..., :3].astype(int) - without[..., :3].astype(int)).max(axis=-1)
+    return float((diff > 30).mean())
+
+
 def run_demo(cohort_dir: Path, out_dir: Path, headless: bool) -> int:
     import napari
-
-    from .io import open_slide
-    from .widgets.slide_info import SlideInfoWidget
 
     _silence_pyqt5_toast()
     csv_path = ensure_cohort(cohort_dir)
     rows = read_cohort_csv(csv_path)
     row = pick_demo_row(rows)
     viewer = napari.Viewer(title="napari-wsirobust demo", show=True)
-    slide = open_slide(row["path"])
-    for data, kwargs, _ in slide.to_layer_data(name=f"{row['slide_id']} ({row['label']})"):
-        viewer.add_image(data, **kwargs)
-    info = SlideInfoWidget(viewer)
-    viewer.window.add_dock_widget(info, name="Slide info", area="right")
     viewer.window.resize(1600, 1000)
     viewer.scale_bar.visible = True
     viewer.scale_bar.unit = "um"
+    analyse = open_and_analyse(viewer, row["path"], f"{row['slide_id']} ({row['label']})")
+    viewer.reset_view()
     if not headless:
-        viewer.reset_view()
         napari.run()
         return 0
-    from qtpy.QtWidgets import QApplication
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    deadline = time.perf_counter() + 5.0
-    fitted = False
-    while time.perf_counter() < deadline:  # let the window settle, fit the slide, load tiles
-        QApplication.processEvents()
-        if not fitted and time.perf_counter() > deadline - 4.0:
-            viewer.reset_view()
-            fitted = True
-        time.sleep(0.05)
     from napari.utils.notifications import notification_manager
 
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wait_for(lambda: False, 3.0)  # let the window settle and the pyramid tiles load
+    viewer.reset_view()
+    wait_for(lambda: False, 1.0)
     notification_manager.records.clear()
+    changed = overlay_change_fraction(viewer)
     shot = out_dir / "demo_screenshot.png"
     viewer.screenshot(str(shot), canvas_only=False, flash=False)
+    result = analyse.current_result()
     summary = {
         "slide": row["path"],
         "slide_id": row["slide_id"],
         "label": row["label"],
         "scanner": row["scanner"],
+        "prediction": result.predicted_label,
+        "probability": round(result.probability, 4),
+        "n_tiles": len(result.grid),
         "layers": [layer.name for layer in viewer.layers],
+        "overlay_pixel_fraction": round(changed, 4),
         "multiscale": bool(viewer.layers[0].multiscale),
         "scale_um": [float(s) for s in viewer.layers[0].scale],
-        "widgets": ["Slide info"],
+        "widgets": ["Slide info", "Analyse region"],
         "screenshot": str(shot),
         "cohort_csv": str(csv_path),
         "n_cohort_slides": len(rows),
@@ -103,4 +152,7 @@ def run_demo(cohort_dir: Path, out_dir: Path, headless: bool) -> int:
     (out_dir / "demo_summary.json").write_text(json.dumps(summary, indent=2))
     viewer.close()
     print(json.dumps(summary, indent=2))
+    if changed < 0.02:
+        print("the overlays changed almost nothing on the canvas: the demo screenshot lacks the heatmap")
+        return 1
     return 0
