@@ -8,7 +8,6 @@ as ``annotation`` objects classified "Top attention" so they stand out.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections.abc import Sequence
@@ -17,18 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from .._atomic import atomic_write_csv, atomic_write_text
 from .region import RegionAnalysis
 
 TOP_CLASS = {"name": "Top attention", "color": [0, 255, 102]}
-
-
-def _atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
 
 
 def _tile_polygon_px(result: RegionAnalysis, i: int) -> list[list[list[float]]]:
@@ -84,7 +75,7 @@ def geojson_dict(result: RegionAnalysis, top_k: int = 8) -> dict[str, Any]:
 
 
 def write_geojson(result: RegionAnalysis, path: str | os.PathLike[str], top_k: int = 8) -> Path:
-    return _atomic_write_text(path, json.dumps(geojson_dict(result, top_k)))
+    return atomic_write_text(path, json.dumps(geojson_dict(result, top_k)))
 
 
 def tile_table(result: RegionAnalysis) -> tuple[list[str], list[list[Any]]]:
@@ -131,20 +122,8 @@ def tile_table(result: RegionAnalysis) -> tuple[list[str], list[list[Any]]]:
     return header, rows
 
 
-def _write_csv(path: str | os.PathLike[str], header: list[str], rows: Sequence[Sequence[Any]]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(tmp, path)
-    return path
-
-
 def write_tile_csv(result: RegionAnalysis, path: str | os.PathLike[str]) -> Path:
-    return _write_csv(path, *tile_table(result))
+    return atomic_write_csv(path, *tile_table(result))
 
 
 def write_slide_predictions_csv(results: Sequence[RegionAnalysis], path: str | os.PathLike[str]) -> Path:
@@ -178,4 +157,4 @@ def write_slide_predictions_csv(results: Sequence[RegionAnalysis], path: str | o
                 *[f"{p:.6f}" for p in r.prediction.probabilities],
             ]
         )
-    return _write_csv(path, header, rows)
+    return atomic_write_csv(path, header, rows)

@@ -132,7 +132,7 @@ class Resources:
 
 
 def _tiling_for(head: TrainedHead, encoder: TileEncoder) -> TilingConfig:
-    tiling = TilingConfig(**head.config.tiling) if head.config.tiling else TilingConfig()
+    tiling = head.tiling_config()
     if tiling.tile_size != encoder.spec.input_size:
         raise AnalysisError(
             f"the model was trained on {tiling.tile_size}-px tiles but {encoder.info.name} takes "

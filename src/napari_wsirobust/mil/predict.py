@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._atomic import atomic_write_csv
+from ..tiling import TilingConfig
 from .checkpoint import CheckpointConfig, load_checkpoint_with_extras
 from .data import Bag
 from .metrics import (
@@ -57,6 +59,10 @@ class TrainedHead:
     @property
     def label_names(self) -> list[str]:
         return self.config.label_names
+
+    def tiling_config(self) -> TilingConfig:
+        """The tiling the head's features were extracted with (the default when not recorded)."""
+        return TilingConfig(**self.config.tiling) if self.config.tiling else TilingConfig()
 
     def check_features(self, encoder_name: str, embed_dim: int) -> None:
         self.config.check_features(encoder_name, embed_dim)
@@ -117,17 +123,9 @@ def write_predictions_csv(
     path: str | os.PathLike[str], slides: list[str], predictions: list[BagPrediction], label_names: list[str]
 ) -> Path:
     """One row per slide: slide, predicted label, probability of each label, number of tiles."""
-    import csv
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["slide", "prediction", *[f"p_{n}" for n in label_names], "n_tiles"])
-        for slide, p in zip(slides, predictions):
-            writer.writerow(
-                [slide, label_names[p.label_index], *[f"{v:.6f}" for v in p.probabilities], len(p.attention)]
-            )
-    os.replace(tmp, path)
-    return path
+    header = ["slide", "prediction", *[f"p_{n}" for n in label_names], "n_tiles"]
+    rows = (
+        [slide, label_names[p.label_index], *[f"{v:.6f}" for v in p.probabilities], len(p.attention)]
+        for slide, p in zip(slides, predictions)
+    )
+    return atomic_write_csv(path, header, rows)

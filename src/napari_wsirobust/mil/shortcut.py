@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .._atomic import atomic_write_text
 from ..features.cohort import ExtractConfig, extract_cohort
 from ..stain import ScannerAugmentation
 from ..synthetic.cohort import CohortConfig, generate_cohort
@@ -200,8 +201,4 @@ def write_results(out_dir: str | Path, config: ShortcutConfig, runs: list[dict[s
         "best_robust": best_robust_preset(summary),
         "runs": runs,
     }
-    path = out / "shortcut_benchmark.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=float))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(out / "shortcut_benchmark.json", json.dumps(payload, indent=2, default=float))

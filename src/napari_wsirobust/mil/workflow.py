@@ -14,7 +14,6 @@ from typing import Any
 
 from ..features.cohort import ExtractConfig, _encoder, extract_cohort, slide_features
 from ..stain import ScannerAugmentation
-from ..tiling import TilingConfig
 from .data import CohortError, load_bags, read_cohort_table
 from .predict import BagPrediction, TrainedHead
 from .train import EpochReport, FeatureSource, TrainConfig, Trainer, TrainResult
@@ -72,11 +71,10 @@ def train_cohort(
 
 def extract_config_for(head: TrainedHead, cache_dir: str | None, device: str = "auto") -> ExtractConfig:
     """The feature extraction a head expects (its encoder and tiling)."""
-    tiling = TilingConfig(**head.config.tiling) if head.config.tiling else TilingConfig()
     return ExtractConfig(
         cache_dir=cache_dir or str(_default_cache()),
         encoder=head.config.encoder_name,
-        tiling=tiling,
+        tiling=head.tiling_config(),
         device=device,
     )
 
