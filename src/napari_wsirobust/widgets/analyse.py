@@ -8,6 +8,7 @@ only builds the request from the viewer and puts the result into layers (updated
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
 
 from ..analysis import AnalysisRequest, RegionAnalysis, Resources, analyse_region, visible_rect_um
 from ..analysis.export import write_geojson, write_slide_predictions_csv, write_tile_csv
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 
 SCOPES = ("visible region", "selected shapes", "whole slide")
 OWN_ENCODER = "the model's encoder"
+STEP_DELAY_MS = 20  # between layer updates, so input and paint events run in between
 
 
 def camera_of(viewer: napari.Viewer) -> Any:
@@ -79,6 +82,7 @@ class AnalyseWidget(Container):
         self._worker: Any = None
         self._cancel = threading.Event()
         self._top_index = -1
+        self._pending: list[Callable[[], None]] = []  # GUI steps still to apply, one per event-loop turn
 
         self._slide = ComboBox(label="Slide layer", choices=self._slide_choices)
         self._model = ComboBox(label="MIL model", choices=lambda _w=None: MODELS.names())
@@ -153,7 +157,8 @@ class AnalyseWidget(Container):
     # -- running --------------------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self._worker is not None
+        """True while the worker runs or its layers are still being put into the viewer."""
+        return self._worker is not None or bool(self._pending)
 
     def _scope_for(self, slide_layer: Any) -> Scope:
         offset = np.asarray(slide_layer.translate, dtype=np.float64)[-2:]
@@ -205,9 +210,19 @@ class AnalyseWidget(Container):
 
         self._cancel = threading.Event()
         job = guarded(analyse_region(request, self._resources), self._cancel)
+        top_k, base = int(self._top_k.value), self._slide.value.name
 
         def work() -> Any:
-            return (yield from job)
+            outcome = yield from job
+            layers: list[Any] = []
+            if outcome.ok:  # the layer data is built here, off the GUI thread
+                import pandas  # noqa: F401  (napari's shape features need it: a 0.2 s first import)
+
+                try:
+                    layers = analysis_layers(outcome.value, top_k, name=base)
+                except ValueError as exc:
+                    outcome = Outcome(error=f"Cannot show the result: {exc}")
+            return outcome, layers
 
         worker = create_worker(work)
         worker.yielded.connect(self._on_progress)
@@ -238,7 +253,8 @@ class AnalyseWidget(Container):
         if progress.message:
             self._status.value = progress.message
 
-    def _on_returned(self, outcome: Outcome[RegionAnalysis]) -> None:
+    def _on_returned(self, returned: tuple[Outcome[RegionAnalysis], list[Any]]) -> None:
+        outcome, layers = returned
         if outcome.cancelled:
             self._status.value = "Cancelled: no layers were changed."
             return
@@ -248,7 +264,24 @@ class AnalyseWidget(Container):
             return
         result = outcome.value
         self._results[result.request.slide_path] = result
-        self._show(result)
+        self._pending = [*self._layer_steps(result, layers), lambda: self._report(result)]
+        QTimer.singleShot(STEP_DELAY_MS, self._apply_next)
+
+    def _apply_next(self) -> None:
+        """Apply one pending GUI step, then yield to the event loop (panning stays smooth)."""
+        if not self._pending:
+            return
+        step = self._pending.pop(0)
+        try:
+            step()
+        except RuntimeError:  # the viewer or dock was closed meanwhile
+            self._pending.clear()
+        if self._pending:
+            QTimer.singleShot(STEP_DELAY_MS, self._apply_next)
+        else:
+            self._finish_if_idle()
+
+    def _report(self, result: RegionAnalysis) -> None:
         probs = ", ".join(f"{n} {p:.2f}" for n, p in zip(result.label_names, result.prediction.probabilities))
         self._result_label.value = (
             f"<b>{result.predicted_label}</b> (p = {result.probability:.2f}) over {len(result.grid)} tiles "
@@ -261,7 +294,11 @@ class AnalyseWidget(Container):
 
     def _on_finished(self) -> None:
         self._worker = None
-        self._set_running(False)
+        self._finish_if_idle()
+
+    def _finish_if_idle(self) -> None:
+        if not self.running:
+            self._set_running(False)
 
     # -- layers ---------------------------------------------------------------------------------
     def _find_layer(self, slide_path: str, kind: str) -> Any:
@@ -271,44 +308,50 @@ class AnalyseWidget(Container):
                 return layer
         return None
 
-    def _show(self, result: RegionAnalysis) -> None:
-        """Add the result's layers, or update the slide's existing ones in place."""
+    def _layer_steps(self, result: RegionAnalysis, layers: list[Any]) -> list[Callable[[], None]]:
+        """One GUI step per layer to add or update in place, then removal of stale ones."""
         slide_layer = self._slide.value
         offset = np.asarray(slide_layer.translate, dtype=np.float64)[-2:] if slide_layer else np.zeros(2)
-        base = slide_layer.name if slide_layer is not None else result.slide_name
-        wanted = set()
-        for data, kwargs, kind in analysis_layers(result, int(self._top_k.value), name=base):
-            tag = kwargs["metadata"][METADATA_KEY]["kind"]
-            wanted.add(tag)
-            existing = self._find_layer(result.request.slide_path, tag)
-            if kind == "image":
-                kwargs["translate"] = tuple(np.asarray(kwargs["translate"]) + offset)
-                if existing is None:
-                    self._viewer.add_image(data, **kwargs)
-                else:
-                    existing.data = data
-                    existing.scale, existing.translate = kwargs["scale"], kwargs["translate"]
-                    existing.name = kwargs["name"]
-                continue
+        steps: list[Callable[[], None]] = []
+        wanted = {kwargs["metadata"][METADATA_KEY]["kind"] for _, kwargs, _ in layers}
+        for data, kwargs, kind in layers:
+            steps.append(lambda d=data, k=kwargs, t=kind: self._put_layer(result, d, k, t, offset))
+
+        def finish() -> None:
+            for tag in ("attention", "score", "top_tiles"):
+                stale = self._find_layer(result.request.slide_path, tag)
+                if tag not in wanted and stale is not None:
+                    self._viewer.layers.remove(stale)
+            self._top_index = -1
+            if slide_layer is not None and slide_layer in self._viewer.layers:
+                self._viewer.layers.selection.active = slide_layer
+
+        return [*steps, finish]
+
+    def _put_layer(
+        self, result: RegionAnalysis, data: Any, kwargs: dict[str, Any], kind: str, offset: np.ndarray
+    ) -> None:
+        existing = self._find_layer(result.request.slide_path, kwargs["metadata"][METADATA_KEY]["kind"])
+        if kind == "image":
+            kwargs = {**kwargs, "translate": tuple(np.asarray(kwargs["translate"]) + offset)}
             if existing is None:
-                layer = self._viewer.add_shapes(data, translate=tuple(offset), **kwargs)
-                layer.events.highlight.connect(self._on_top_tile_selected)
-                layer.bind_key(".", lambda _ly: self.step_top_tile(+1), overwrite=True)
-                layer.bind_key(",", lambda _ly: self.step_top_tile(-1), overwrite=True)
+                self._viewer.add_image(data, **kwargs)
             else:
-                existing.selected_data = set()
-                existing.data = []
-                existing.add(data, shape_type="rectangle")
-                existing.features = kwargs["features"]
-                existing.translate = tuple(offset)
+                existing.data = data
+                existing.scale, existing.translate = kwargs["scale"], kwargs["translate"]
                 existing.name = kwargs["name"]
-        for tag in ("attention", "score", "top_tiles"):
-            stale = self._find_layer(result.request.slide_path, tag)
-            if tag not in wanted and stale is not None:
-                self._viewer.layers.remove(stale)
-        self._top_index = -1
-        if slide_layer is not None:
-            self._viewer.layers.selection.active = slide_layer
+            return
+        if existing is None:
+            layer = self._viewer.add_shapes(data, translate=tuple(offset), **kwargs)
+            layer.events.highlight.connect(self._on_top_tile_selected)
+            layer.bind_key(".", lambda _ly: self.step_top_tile(+1), overwrite=True)
+            layer.bind_key(",", lambda _ly: self.step_top_tile(-1), overwrite=True)
+        else:
+            existing.selected_data = set()
+            existing.data = [(rect, "rectangle") for rect in data]
+            existing.features = kwargs["features"]
+            existing.translate = tuple(offset)
+            existing.name = kwargs["name"]
 
     def top_tiles_layer(self) -> Any:
         result = self.current_result()
