@@ -128,19 +128,50 @@ def read_cohort_table(
                 },
             )
         )
+    return build_cohort_table(rows, path.name, label_names, split_seed)
+
+
+def build_cohort_table(
+    rows: list[CohortRow], source: str = "cohort", label_names: list[str] | None = None, split_seed: int = 0
+) -> CohortTable:
+    """Validate rows (from a CSV or an edited table): fill blank splits by patient, refuse patients
+    spanning splits, unknown labels and single-label cohorts. ``source`` names them in messages."""
+    if not rows:
+        raise CohortError(f"{source}: no slides")
+    if any(not r.label for r in rows):
+        missing = [r.slide_id for r in rows if not r.label]
+        raise CohortError(
+            f"{source}: no label for {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
+        )
+    ids = [r.slide_id for r in rows]
+    duplicated = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicated:
+        raise CohortError(f"{source}: slide ids must be unique; repeated: {', '.join(duplicated)}")
     if any(not r.split for r in rows):
         if not all(not r.split for r in rows):
-            raise CohortError(f"{path.name}: the split column is filled for some slides only")
+            raise CohortError(f"{source}: the split column is filled for some slides only")
         splits = assign_patient_splits([r.patient for r in rows], [r.label for r in rows], seed=split_seed)
         rows = [replace(r, split=splits[r.patient]) for r in rows]
     check_patient_splits(rows)
     labels = label_names or sorted({r.label for r in rows})
     unknown = sorted({r.label for r in rows} - set(labels))
     if unknown:
-        raise CohortError(f"{path.name}: labels {unknown} are not among the model's labels {labels}")
+        raise CohortError(f"{source}: labels {unknown} are not among the model's labels {labels}")
     if len(labels) < 2:
-        raise CohortError(f"{path.name}: need at least two labels to train, found only {labels}")
+        raise CohortError(f"{source}: need at least two labels to train, found only {labels}")
     return CohortTable(rows, list(labels), sorted({r.site for r in rows}))
+
+
+COHORT_COLUMNS = ("slide_id", "path", "label", "site", "patient", "split")
+
+
+def write_cohort_csv(rows: list[CohortRow], path: str | os.PathLike[str]) -> Path:
+    """Write rows as a cohort CSV that :func:`read_cohort_table` reads back (absolute paths)."""
+    from .._atomic import atomic_write_csv
+
+    return atomic_write_csv(
+        path, list(COHORT_COLUMNS), ([getattr(r, c) for c in COHORT_COLUMNS] for r in rows)
+    )
 
 
 @dataclass
@@ -154,6 +185,7 @@ class Bag:
     grid: TileGrid
     views: list[np.ndarray] = field(default_factory=list)  # scanner-swapped views, each (N, D)
     tumour_fraction: np.ndarray | None = None  # (N,) ground-truth tumour fraction per tile
+    tile_labels: np.ndarray | None = None  # (N,) label index of annotated tiles, -1 where not annotated
 
     @property
     def n_tiles(self) -> int:

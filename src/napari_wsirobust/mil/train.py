@@ -13,6 +13,7 @@ Per step: a class-balanced batch of bags (each bag's tiles subsampled to ``max_t
         + w_con * contrastive(z, y, site) + w_adv * CE(site adversary(GRL(z)), site)
         + w_cons * consistency(bag, scanner-swapped view of the bag) + w_aem * (-H(attention))
         + w_view * CE(view logits, y) + w_align * alignment(z, z of the view)
+        + w_ann * CE(instance logits of annotated tiles, their drawn labels)   [bags with annotations]
 
 (formulas of each term in :mod:`napari_wsirobust.mil.losses`). AdamW, linear warm-up then cosine
 decay; the adversary's reversal strength ramps up as 2 / (1 + exp(-10 p)) - 1 over training
@@ -68,6 +69,7 @@ class LossConfig:
     view_ce: float = 0.0  # CE on the scanner-swapped view too (plain augmentation)
     view_align: float = 0.0  # slide representation of the view pulled onto the original's
     aem: float = 0.0
+    annotated_tiles: float = 1.0  # CE on tiles labelled by drawn annotations (only bags that have them)
     site_standardise: bool = False
 
     @property
@@ -186,6 +188,25 @@ def instance_loss(
     return torch.stack(terms).sum() / len(labels)
 
 
+def annotated_tile_loss(
+    instance_logits: torch.Tensor, batch: list[Bag], picks: list[np.ndarray]
+) -> torch.Tensor | None:
+    """Mean CE of the instance logits of annotated tiles (``Bag.tile_labels`` >= 0) against their
+    drawn labels, over the tiles picked for this step; None when no picked tile is annotated."""
+    logits, targets = [], []
+    for i, (bag, idx) in enumerate(zip(batch, picks)):
+        if bag.tile_labels is None:
+            continue
+        labels = bag.tile_labels[idx]
+        keep = np.flatnonzero(labels >= 0)
+        if len(keep):
+            logits.append(instance_logits[i, torch.from_numpy(keep)])
+            targets.append(torch.from_numpy(labels[keep].astype(np.int64)))
+    if not logits:
+        return None
+    return F.cross_entropy(torch.cat(logits), torch.cat(targets))
+
+
 class Trainer:
     """Trains one head; see the module docstring."""
 
@@ -253,6 +274,10 @@ class Trainer:
                 raise TrainingError(
                     f"{bag.row.slide_id}: features of shape {bag.features.shape}, expected "
                     f"(tiles, {self.source.embed_dim}) from {self.source.encoder_name}"
+                )
+            if bag.tile_labels is not None and len(bag.tile_labels) != bag.n_tiles:
+                raise TrainingError(
+                    f"{bag.row.slide_id}: {len(bag.tile_labels)} tile labels for {bag.n_tiles} tiles"
                 )
         present = {b.label for b in self.train_bags}
         if len(present) < 2:
@@ -335,6 +360,10 @@ class Trainer:
                 )
         if losses.aem > 0:
             terms["aem"] = losses.aem * aem_loss(out.attention, mask)
+        if losses.annotated_tiles > 0 and out.instance_logits is not None:
+            annotated = annotated_tile_loss(out.instance_logits, batch, picks)
+            if annotated is not None:
+                terms["annotated"] = losses.annotated_tiles * annotated
         total = torch.stack(list(terms.values())).sum()
         self.optimiser.zero_grad(set_to_none=True)
         total.backward()

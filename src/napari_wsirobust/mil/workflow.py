@@ -7,14 +7,18 @@ end for scripts.
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..features.cohort import ExtractConfig, _encoder, extract_cohort, slide_features
 from ..stain import ScannerAugmentation
-from .data import CohortError, load_bags, read_cohort_table
+from .annotations import SlideAnnotations
+from .data import TRAIN, VAL, Bag, CohortError, CohortTable, load_bags, read_cohort_table
+from .metrics import auc_ovr, balanced_accuracy
 from .predict import BagPrediction, TrainedHead
 from .train import EpochReport, FeatureSource, TrainConfig, Trainer, TrainResult
 
@@ -45,28 +49,119 @@ def train_cohort(
 ) -> Generator[Stage | EpochReport, None, TrainResult]:
     """Embed the cohort (cached; scanner-swapped views of train/val slides when the losses need
     them), train, and save the best head to ``model_dir`` whenever it improves."""
+    run = yield from train_table(read_cohort_table(cohort_csv), model_dir, extract, config, n_views, workers)
+    assert run.result is not None
+    return run.result
+
+
+@dataclass
+class TrainingRun:
+    """What :func:`train_table` leaves: the best head so far (None if stopped before the first
+    epoch ended), the bags of every split (for evaluation) and the number of annotated tiles."""
+
+    result: TrainResult | None
+    table: CohortTable
+    bags: dict[str, list[Bag]]
+    annotated_tiles: int = 0
+    stopped: bool = False
+
+
+def train_table(
+    table: CohortTable,
+    model_dir: str | os.PathLike[str],
+    extract: ExtractConfig,
+    config: TrainConfig | None = None,
+    n_views: int = 1,
+    workers: int = 2,
+    annotations: Mapping[str, SlideAnnotations] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    other_splits: bool = False,
+) -> Generator[Stage | EpochReport, None, TrainingRun]:
+    """Train on a validated cohort table; slides with ``annotations`` (by path) get labelled tiles.
+    ``other_splits``: also embed the slides of the other splits (e.g. test) for evaluation.
+
+    ``should_stop`` is polled between slides and epochs: training then ends early and the run keeps
+    the best head so far (already saved to ``model_dir``)."""
     config = config or TrainConfig()
-    table = read_cohort_table(cohort_csv)
-    train_rows, val_rows = table.split("train"), table.split("val")
+    annotations = annotations or {}
+    train_rows, val_rows = table.split(TRAIN), table.split(VAL)
     if not train_rows or not val_rows:
-        raise CohortError(f"{cohort_csv}: need slides in both the 'train' and 'val' splits")
+        raise CohortError("need slides in both the 'train' and the 'val' split")
     views = tuple(ScannerAugmentation(seed=0, view=v) for v in range(n_views))
     if config.losses.needs_views or config.validate_on_views:
         extract = replace(extract, views=views)
-    rows = train_rows + val_rows
+    rows = list(table.rows) if other_splits else train_rows + val_rows
     yield Stage("embedding slides", 0, len(rows))
     for i, result in enumerate(extract_cohort([r.path for r in rows], extract, n_workers=workers), 1):
         if result.status == "failed":
             raise CohortError(f"cannot embed {result.slide}: {result.error}")
         yield Stage(f"embedded {Path(result.slide).name}", i, len(rows))
-    bags_train = load_bags(table, train_rows, extract)
-    bags_val = load_bags(table, val_rows, extract)
+        if should_stop():
+            return TrainingRun(None, table, {}, stopped=True)
+    bags = {
+        split: load_bags(table, [r for r in rows if r.split == split], extract)
+        for split in dict.fromkeys(r.split for r in rows)
+    }
+    n_annotated = 0
+    for bag in (b for split_bags in bags.values() for b in split_bags):
+        if bag.row.path in annotations:
+            bag.tile_labels = annotations[bag.row.path].tile_labels(bag.grid, table.label_names)
+            n_annotated += int((bag.tile_labels >= 0).sum())
     trainer = Trainer(
-        bags_train, bags_val, table.label_names, table.site_names, feature_source(extract), config, model_dir
+        bags[TRAIN],
+        bags[VAL],
+        table.label_names,
+        table.site_names,
+        feature_source(extract),
+        config,
+        model_dir,
     )
     yield Stage("training", 0, config.epochs)
-    yield from trainer.epochs()
-    return trainer.result()
+    stopped = False
+    for report in trainer.epochs():
+        yield report
+        if should_stop():
+            stopped = True
+            break
+    result = trainer.result() if trainer.history else None
+    if result is not None and stopped:
+        result.cancelled = True
+    return TrainingRun(result, table, bags, n_annotated, stopped)
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One line of the metrics table: a split, overall or one site."""
+
+    split: str
+    site: str  # "all" for the whole split
+    n_slides: int
+    auc: float
+    balanced_accuracy: float
+
+
+def metrics_table(head: TrainedHead, bags: Mapping[str, list[Bag]]) -> list[MetricRow]:
+    """AUC and balanced accuracy of ``head`` per split (train excluded), overall and per site."""
+    rows: list[MetricRow] = []
+    for split, split_bags in bags.items():
+        if split == TRAIN or not split_bags:
+            continue
+        preds = head.predict_bags(split_bags)
+        y = np.array([b.label for b in split_bags])
+        probs = np.stack([p.probabilities for p in preds])
+        sites = np.array([b.row.site for b in split_bags])
+        for site in ["all", *sorted(set(sites))]:
+            keep = np.ones(len(y), bool) if site == "all" else sites == site
+            rows.append(
+                MetricRow(
+                    split,
+                    site,
+                    int(keep.sum()),
+                    auc_ovr(y[keep], probs[keep]),
+                    balanced_accuracy(y[keep], probs[keep].argmax(1)),
+                )
+            )
+    return rows
 
 
 def extract_config_for(head: TrainedHead, cache_dir: str | None, device: str = "auto") -> ExtractConfig:

@@ -33,6 +33,7 @@ from ..analysis.maps import METADATA_KEY, analysis_layers
 from ..analysis.models import MODELS
 from ..io.slide import LAYER_METADATA_KEY
 from ..tiling import Scope
+from .layer_geometry import shapes_to_polygons_um
 from .slide_info import slide_layers
 
 if TYPE_CHECKING:
@@ -47,26 +48,6 @@ def camera_of(viewer: napari.Viewer) -> Any:
     """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
     scene = getattr(viewer, "scene", None)
     return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
-
-
-def shapes_to_polygons_um(layer: Any, offset: np.ndarray) -> list[np.ndarray]:
-    """World (y, x) µm polygons of a Shapes layer's selected shapes (all shapes if none is selected),
-    relative to the slide's origin ``offset``. Ellipses become 64-gons; lines and paths are refused."""
-    indices = sorted(layer.selected_data) or list(range(len(layer.data)))
-    polygons = []
-    for i in indices:
-        kind = layer.shape_type[i]
-        vertices = np.asarray(layer.data[i], dtype=np.float64)[:, -2:]
-        if kind in ("line", "path"):
-            raise ValueError(f"shape {i + 1} of {layer.name!r} is a {kind}, not an area; draw a polygon")
-        if kind == "ellipse":
-            centre = vertices.mean(axis=0)
-            radii = (vertices.max(axis=0) - vertices.min(axis=0)) / 2
-            t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
-            vertices = centre + np.column_stack([radii[0] * np.sin(t), radii[1] * np.cos(t)])
-        world = np.array([layer.data_to_world(v)[-2:] for v in vertices])
-        polygons.append(world - offset)
-    return polygons
 
 
 class AnalyseWidget(Container):

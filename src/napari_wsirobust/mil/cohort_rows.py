@@ -1,0 +1,69 @@
+"""The editable cohort table of the Train widget as plain records (no Qt).
+
+A record is a dict over :data:`TABLE_COLUMNS` with string values, what a table widget shows and the
+user edits. :func:`records_to_rows` turns them into :class:`~.data.CohortRow` objects, to be
+validated by :func:`~.data.build_cohort_table` like a cohort CSV.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .data import CohortError, CohortRow, CohortTable
+
+TABLE_COLUMNS = ("slide_id", "label", "site", "patient", "split", "labels_from", "path")
+SPLITS = ("train", "val", "test")
+
+
+def record_for_slide(path: str, site: str | None = None) -> dict[str, str]:
+    """A new record for a slide: id from the file name, no label yet, site from the scanner vendor."""
+    stem = Path(path).stem
+    return {
+        "slide_id": stem,
+        "label": "",
+        "site": site or "unknown",
+        "patient": stem,
+        "split": "",
+        "labels_from": "table",
+        "path": str(Path(path).resolve()),
+    }
+
+
+def records_from_table(table: CohortTable) -> list[dict[str, str]]:
+    return [
+        {
+            "slide_id": r.slide_id,
+            "label": r.label,
+            "site": r.site,
+            "patient": r.patient,
+            "split": r.split,
+            "labels_from": "table",
+            "path": r.path,
+        }
+        for r in table.rows
+    ]
+
+
+def records_to_rows(records: list[dict[str, str]]) -> list[CohortRow]:
+    """Rows from edited records; empty patient -> the slide id, empty site -> "unknown"."""
+    rows = []
+    for i, rec in enumerate(records, 1):
+        values = {k: str(rec.get(k) or "").strip() for k in TABLE_COLUMNS}
+        if not values["path"]:
+            raise CohortError(f"row {i}: no slide path")
+        if not Path(values["path"]).exists():
+            raise CohortError(f"row {i}: slide file not found: {values['path']}")
+        if values["split"] and values["split"] not in SPLITS:
+            raise CohortError(f"row {i}: split {values['split']!r} is not one of {', '.join(SPLITS)}")
+        slide_id = values["slide_id"] or Path(values["path"]).stem
+        rows.append(
+            CohortRow(
+                slide_id=slide_id,
+                path=values["path"],
+                label=values["label"],
+                site=values["site"] or "unknown",
+                patient=values["patient"] or slide_id,
+                split=values["split"],
+            )
+        )
+    return rows

@@ -1,0 +1,376 @@
+"""Train dock widget: build a cohort from open slides and/or a cohort CSV, label slides from the
+table or from drawn annotations, train the robust MIL head in a worker with a live plot, and make
+the model available to the Analyse widget.
+
+Thin: validation is :func:`~napari_wsirobust.mil.data.build_cohort_table`, training
+:func:`~napari_wsirobust.mil.workflow.train_table`, metrics
+:func:`~napari_wsirobust.mil.workflow.metrics_table`; this module moves values between them and Qt.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+    Table,
+)
+from napari.utils.notifications import show_error, show_info
+
+from ..analysis.jobs import Outcome, guarded
+from ..analysis.models import MODELS
+from ..features.cohort import ExtractConfig
+from ..io.slide import LAYER_METADATA_KEY
+from ..mil.annotations import AnnotationError, SlideAnnotations
+from ..mil.checkpoint import save_checkpoint
+from ..mil.cohort_rows import TABLE_COLUMNS, record_for_slide, records_from_table, records_to_rows
+from ..mil.data import CohortError, build_cohort_table, read_cohort_table, write_cohort_csv
+from ..mil.predict import TrainedHead
+from ..mil.train import DEFAULT_PRESET, LOSS_PRESETS, EpochReport, TrainConfig
+from ..mil.workflow import MetricRow, Stage, TrainingRun, metrics_table, train_table
+from .layer_geometry import annotations_from_layer
+from .slide_info import slide_layers
+from .training_plot import TrainingPlot
+
+if TYPE_CHECKING:
+    import napari
+
+METRIC_COLUMNS = ("split", "site", "slides", "AUC", "balanced accuracy")
+
+
+def default_model_dir() -> Path:
+    return Path.home() / "wsirobust-models" / time.strftime("head-%Y%m%d-%H%M%S")
+
+
+def _format(value: float) -> str:
+    return "n/a" if value != value else f"{value:.3f}"  # NaN: a split/site with one class only
+
+
+class TrainWidget(Container):
+    """Cohort table, annotations, loss choice, Train/Cancel with a live plot, metrics, Save/Load."""
+
+    def __init__(self, viewer: napari.Viewer) -> None:
+        from ..encoders import list_encoders
+        from ..encoders.model import import_backends
+
+        import_backends()  # timm imported on the main thread, safely (see import_backends)
+        self._viewer = viewer
+        self._annotations: dict[str, SlideAnnotations] = {}  # slide path -> drawn labels
+        self._worker: Any = None
+        self._stop = threading.Event()
+        self._head: TrainedHead | None = None
+        self.last_run: TrainingRun | None = None
+        self.metrics: list[MetricRow] = []
+
+        self._table = Table(value=[], columns=list(TABLE_COLUMNS), label="Cohort")
+        self._add_open = PushButton(text="Add open slides")
+        self._remove = PushButton(text="Remove selected rows")
+        self._csv_in = FileEdit(label="Cohort CSV", mode="r", filter="*.csv")
+        self._load_csv = PushButton(text="Load cohort CSV")
+        self._csv_out = FileEdit(label="Save table as", mode="w", filter="*.csv")
+        self._save_csv = PushButton(text="Save cohort CSV")
+        self._ann_layer = ComboBox(label="Annotation layer", choices=self._annotation_choices, nullable=True)
+        self._ann_slide = ComboBox(label="drawn on slide", choices=self._slide_choices, nullable=True)
+        self._value_labels = LineEdit(label="Labels layer values", value="1=tumour, 2=normal")
+        self._reference = LineEdit(label="Negative class", value="normal")
+        self._use_ann = PushButton(text="Label slide from annotations")
+        self._loss = ComboBox(label="Loss", choices=list(LOSS_PRESETS), value=DEFAULT_PRESET)
+        self._encoder = ComboBox(label="Encoder", choices=list_encoders(), value=ExtractConfig.encoder)
+        self._device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
+        self._epochs = SpinBox(label="Epochs", value=40, min=1, max=1000)
+        self._model_dir = FileEdit(label="Model folder", mode="d", value=str(default_model_dir()))
+        self._train = PushButton(text="Train")
+        self._cancel = PushButton(text="Cancel (keep best)", enabled=False)
+        self._progress = ProgressBar(label="Progress", value=0, max=1, visible=False)
+        self._status = Label(value="Add slides, set labels, Train.")
+        self.plot = TrainingPlot()
+        self._metrics = Table(value=[], columns=list(METRIC_COLUMNS), label="Metrics")
+        self._metrics.read_only = True
+        self._save_to = FileEdit(label="Save model to", mode="d")
+        self._save = PushButton(text="Save model")
+        self._load_from = FileEdit(label="Load model", mode="d")
+        self._load = PushButton(text="Load model")
+        super().__init__(
+            widgets=[
+                self._table, self._add_open, self._remove, self._csv_in, self._load_csv, self._csv_out,
+                self._save_csv, self._ann_layer, self._ann_slide, self._value_labels, self._reference,
+                self._use_ann, self._loss, self._encoder, self._device, self._epochs, self._model_dir,
+                self._train, self._cancel, self._progress, self._status,
+            ]
+        )  # fmt: skip
+        self.native.layout().addWidget(self.plot.widget)
+        self.extend([self._metrics, self._save_to, self._save, self._load_from, self._load])
+
+        self._add_open.changed.connect(lambda _v=None: self.add_open_slides())
+        self._remove.changed.connect(lambda _v=None: self.remove_selected_rows())
+        self._load_csv.changed.connect(lambda _v=None: self.load_cohort_csv(Path(str(self._csv_in.value))))
+        self._save_csv.changed.connect(lambda _v=None: self.save_cohort_csv(Path(str(self._csv_out.value))))
+        self._use_ann.changed.connect(lambda _v=None: self.use_annotations())
+        self._train.changed.connect(lambda _v=None: self.train())
+        self._cancel.changed.connect(lambda _v=None: self.cancel())
+        self._save.changed.connect(lambda _v=None: self.save_model(Path(str(self._save_to.value))))
+        self._load.changed.connect(lambda _v=None: self.load_model(Path(str(self._load_from.value))))
+        viewer.layers.events.inserted.connect(self._refresh_choices)
+        viewer.layers.events.removed.connect(self._refresh_choices)
+
+    # -- layer choices ------------------------------------------------------------------------------
+    def _slide_choices(self, _w: Any = None) -> list[tuple[str, Any]]:
+        return [(layer.name, layer) for layer in slide_layers(self._viewer)]
+
+    def _annotation_choices(self, _w: Any = None) -> list[tuple[str, Any]]:
+        import napari
+
+        from ..analysis.maps import METADATA_KEY
+
+        kinds = (napari.layers.Shapes, napari.layers.Labels)
+        return [(ly.name, ly) for ly in self._viewer.layers if isinstance(ly, kinds)
+                and METADATA_KEY not in ly.metadata]  # fmt: skip
+
+    def _refresh_choices(self, _event: Any = None) -> None:
+        self._ann_layer.reset_choices()
+        self._ann_slide.reset_choices()
+
+    # -- cohort table -------------------------------------------------------------------------------
+    def records(self) -> list[dict[str, str]]:
+        """The table as edited, one dict per slide."""
+        if self._table.shape[0] == 0:
+            return []
+        return [{k: str(v) for k, v in rec.items()} for rec in self._table.to_dict("records")]
+
+    def set_records(self, records: list[dict[str, str]]) -> None:
+        data = [[rec.get(c, "") for c in TABLE_COLUMNS] for rec in records]
+        self._table.value = {"data": data, "index": list(range(len(data))), "columns": list(TABLE_COLUMNS)}
+
+    def add_open_slides(self) -> int:
+        """Add every slide layer not in the table yet; returns how many were added."""
+        records = self.records()
+        known = {Path(r["path"]).resolve() for r in records}
+        added = 0
+        for layer in slide_layers(self._viewer):
+            meta = layer.metadata[LAYER_METADATA_KEY]
+            if Path(meta["path"]).resolve() not in known:
+                records.append(record_for_slide(meta["path"], meta.get("vendor")))
+                added += 1
+        self.set_records(records)
+        self._status.value = f"{added} slide(s) added; set their labels (or draw annotations) and splits."
+        return added
+
+    def remove_selected_rows(self) -> None:
+        selected = {i.row() for i in self._table.native.selectionModel().selectedRows()}
+        self.set_records([r for i, r in enumerate(self.records()) if i not in selected])
+
+    def load_cohort_csv(self, path: Path) -> bool:
+        try:
+            table = read_cohort_table(path)
+        except (CohortError, OSError) as exc:
+            show_error(f"Cannot load the cohort: {exc}")
+            return False
+        known = {r["path"] for r in self.records()}
+        self.set_records(self.records() + [r for r in records_from_table(table) if r["path"] not in known])
+        self._status.value = f"Loaded {len(table)} slides from {path.name}."
+        return True
+
+    def save_cohort_csv(self, path: Path) -> bool:
+        try:
+            written = write_cohort_csv(records_to_rows(self.records()), path)
+        except (CohortError, OSError) as exc:
+            show_error(f"Cannot save the cohort: {exc}")
+            return False
+        show_info(f"Cohort saved to {written}")
+        return True
+
+    def use_annotations(self) -> str | None:
+        """Label the chosen slide from the chosen Shapes/Labels layer; returns the slide label."""
+        layer, slide = self._ann_layer.value, self._ann_slide.value
+        if layer is None or slide is None:
+            show_error("Choose an annotation layer (Shapes or Labels) and the slide it was drawn on.")
+            return None
+        try:
+            annotations = annotations_from_layer(layer, slide, self._value_labels.value)
+            label = annotations.slide_label(self._reference.value.strip())
+        except (AnnotationError, ValueError) as exc:
+            show_error(f"Cannot use {layer.name!r}: {exc}")
+            return None
+        path = str(Path(slide.metadata[LAYER_METADATA_KEY]["path"]).resolve())
+        records = self.records()
+        if not any(Path(r["path"]).resolve() == Path(path) for r in records):
+            records.append(record_for_slide(path, slide.metadata[LAYER_METADATA_KEY].get("vendor")))
+        n = len(annotations.regions) + len(annotations.masks)
+        for rec in records:
+            if Path(rec["path"]).resolve() == Path(path):
+                rec["label"], rec["labels_from"] = label, f"annotations ({layer.name}, {n})"
+        self._annotations[path] = annotations
+        self.set_records(records)
+        self._status.value = (
+            f"{Path(path).name}: slide label {label!r} from {n} annotation(s) in {layer.name!r}."
+        )
+        return label
+
+    # -- training -----------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    def train(self) -> Any:
+        """Validate the table and start training in a worker; returns the worker (None if refused)."""
+        if self.running:
+            show_info("Training is already running; cancel it first.")
+            return None
+        try:
+            rows = records_to_rows(self.records())
+            table = build_cohort_table(rows, "the cohort table")
+            used = {r.path for r in table.rows}
+            annotations = {p: a for p, a in self._annotations.items() if p in used}
+            for a in annotations.values():
+                a.labels_present()  # unmapped painted values are refused now, not mid-training
+        except (CohortError, AnnotationError) as exc:
+            show_error(str(exc))
+            return None
+        model_dir = Path(str(self._model_dir.value))
+        extract = ExtractConfig(
+            cache_dir=_cache_dir(), encoder=self._encoder.value, device=self._device.value
+        )
+        config = TrainConfig(epochs=int(self._epochs.value), losses=LOSS_PRESETS[self._loss.value])
+        self._stop = threading.Event()
+        job = train_table(
+            table, model_dir, extract, config, workers=0, annotations=annotations,
+            should_stop=self._stop.is_set, other_splits=True,
+        )  # fmt: skip
+
+        def work() -> Any:
+            outcome = yield from guarded(job, threading.Event())
+            if not outcome.ok or outcome.value.result is None:
+                return outcome, []
+            run = outcome.value
+            head = TrainedHead(run.result.model, run.result.config, run.result.standardiser)
+            return outcome, metrics_table(head, run.bags)
+
+        from napari.qt.threading import create_worker
+
+        self.plot.reset()
+        worker = create_worker(work)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_returned)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._set_running(True)
+        self._status.value = f"Training on {len(table)} slides ({self._loss.value}) ..."
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        if self.running:
+            self._stop.set()
+            self._status.value = "Stopping after this epoch; the best model so far is kept ..."
+
+    def _set_running(self, running: bool) -> None:
+        self._train.enabled = not running
+        self._cancel.enabled = running
+        self._progress.visible = running
+        self._progress.value = 0
+
+    def _on_progress(self, item: Stage | EpochReport) -> None:
+        if isinstance(item, EpochReport):
+            self.plot.add(item)
+            self._progress.max, self._progress.value = item.n_epochs, item.epoch
+            loss = item.losses.get("total", float("nan"))
+            self._status.value = (
+                f"Epoch {item.epoch}/{item.n_epochs}: loss {loss:.3f}, val AUC {_format(item.val_auc)} "
+                f"(best {_format(item.best_val_auc)} at epoch {item.best_epoch})"
+            )
+            return
+        self._progress.max = max(1, item.total)
+        self._progress.value = min(item.done, self._progress.max)
+        self._status.value = item.message
+
+    def _on_returned(self, returned: tuple[Outcome[TrainingRun], list[MetricRow]]) -> None:
+        outcome, metrics = returned
+        if outcome.error:
+            self._status.value = "Training failed (see the notification)."
+            show_error(outcome.error)
+            return
+        run = outcome.value
+        if run is None or run.result is None:
+            self._status.value = "Stopped before the first epoch ended: no model was saved."
+            return
+        self.last_run, self.metrics = run, metrics
+        result = run.result
+        self._head = TrainedHead(result.model, result.config, result.standardiser)
+        self.show_metrics(metrics)
+        folder = Path(str(self._model_dir.value))
+        name = MODELS.add(folder.name, folder)
+        stopped = "stopped early; " if result.cancelled else ""
+        annotated = f", {run.annotated_tiles} annotated tiles" if run.annotated_tiles else ""
+        self._status.value = (
+            f"Done ({stopped}best epoch {result.best_epoch} of {len(result.history)}{annotated}). "
+            f"Saved to {folder}; model {name!r} is now in the Analyse widget."
+        )
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self._set_running(False)
+
+    def show_metrics(self, metrics: list[MetricRow]) -> None:
+        data = [
+            [m.split, m.site, str(m.n_slides), _format(m.auc), _format(m.balanced_accuracy)] for m in metrics
+        ]
+        self._metrics.value = {"data": data, "index": list(range(len(data))), "columns": list(METRIC_COLUMNS)}
+
+    # -- save / load --------------------------------------------------------------------------------
+    def save_model(self, folder: Path) -> Path | None:
+        """Save the current model (safetensors + JSON) to ``folder`` and list it in the Analyse widget."""
+        if self._head is None:
+            show_error("No model to save: train or load one first.")
+            return None
+        head = self._head
+        extras = head.standardiser.to_tensors() if head.standardiser is not None else None
+        try:
+            saved = save_checkpoint(head.model, head.config, folder, extras)
+        except (OSError, ValueError) as exc:
+            show_error(f"Cannot save the model: {exc}")
+            return None
+        MODELS.add(folder.name, folder)
+        show_info(f"Model saved to {folder}")
+        return saved
+
+    def load_model(self, folder: Path) -> TrainedHead | None:
+        """Load a saved model, show its recorded validation metrics, list it in the Analyse widget."""
+        try:
+            head = TrainedHead.load(folder)
+        except Exception as exc:  # any unreadable checkpoint: tell the user, keep the widget usable
+            show_error(f"Cannot load a model from {folder}: {exc}")
+            return None
+        self._head = head
+        recorded = head.config.metrics or {}
+        self.show_metrics(
+            [
+                MetricRow(
+                    "val (recorded)",
+                    "all",
+                    0,
+                    float(recorded.get("val_auc", float("nan"))),
+                    float(recorded.get("val_balanced_accuracy", float("nan"))),
+                )
+            ]
+        )
+        name = MODELS.add(folder.name, folder)
+        self._status.value = (
+            f"Loaded {name!r}: {head.config.encoder_name}, labels {', '.join(head.label_names)}."
+        )
+        return head
+
+
+def _cache_dir() -> str:
+    from ..features.cache import default_cache_dir
+
+    return str(default_cache_dir())
