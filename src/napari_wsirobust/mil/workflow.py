@@ -149,8 +149,8 @@ def metrics_table(head: TrainedHead, bags: Mapping[str, list[Bag]]) -> list[Metr
         preds = head.predict_bags(split_bags)
         y = np.array([b.label for b in split_bags])
         probs = np.stack([p.probabilities for p in preds])
-        sites = np.array([b.row.site for b in split_bags])
-        for site in ["all", *sorted(set(sites))]:
+        sites = np.array([str(b.row.site) for b in split_bags])
+        for site in ["all", *sorted({str(s) for s in sites})]:
             keep = np.ones(len(y), bool) if site == "all" else sites == site
             rows.append(
                 MetricRow(

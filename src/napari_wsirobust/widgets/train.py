@@ -82,12 +82,14 @@ class TrainWidget(Container):
         self._ann_layer = ComboBox(label="Annotation layer", choices=self._annotation_choices, nullable=True)
         self._ann_slide = ComboBox(label="drawn on slide", choices=self._slide_choices, nullable=True)
         self._value_labels = LineEdit(label="Labels layer values", value="1=tumour, 2=normal")
+        self._classes = LineEdit(label="Classes", value="normal, tumour")
         self._reference = LineEdit(label="Negative class", value="normal")
         self._use_ann = PushButton(text="Label slide from annotations")
         self._loss = ComboBox(label="Loss", choices=list(LOSS_PRESETS), value=DEFAULT_PRESET)
         self._encoder = ComboBox(label="Encoder", choices=list_encoders(), value=ExtractConfig.encoder)
         self._device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
         self._epochs = SpinBox(label="Epochs", value=40, min=1, max=1000)
+        self._patience = SpinBox(label="Stop after epochs without gain", value=20, min=1, max=1000)
         self._model_dir = FileEdit(label="Model folder", mode="d", value=str(default_model_dir()))
         self._train = PushButton(text="Train")
         self._cancel = PushButton(text="Cancel (keep best)", enabled=False)
@@ -103,8 +105,10 @@ class TrainWidget(Container):
         super().__init__(
             widgets=[
                 self._table, self._add_open, self._remove, self._csv_in, self._load_csv, self._csv_out,
-                self._save_csv, self._ann_layer, self._ann_slide, self._value_labels, self._reference,
-                self._use_ann, self._loss, self._encoder, self._device, self._epochs, self._model_dir,
+                self._save_csv, self._ann_layer, self._ann_slide, self._value_labels, self._classes,
+                self._reference,
+                self._use_ann, self._loss, self._encoder, self._device, self._epochs, self._patience,
+                self._model_dir,
                 self._train, self._cancel, self._progress, self._status,
             ]
         )  # fmt: skip
@@ -145,7 +149,9 @@ class TrainWidget(Container):
         """The table as edited, one dict per slide."""
         if self._table.shape[0] == 0:
             return []
-        return [{k: str(v) for k, v in rec.items()} for rec in self._table.to_dict("records")]
+        return [
+            {k: "" if v is None else str(v) for k, v in rec.items()} for rec in self._table.to_dict("records")
+        ]
 
     def set_records(self, records: list[dict[str, str]]) -> None:
         data = [[rec.get(c, "") for c in TABLE_COLUMNS] for rec in records]
@@ -196,7 +202,9 @@ class TrainWidget(Container):
             show_error("Choose an annotation layer (Shapes or Labels) and the slide it was drawn on.")
             return None
         try:
-            annotations = annotations_from_layer(layer, slide, self._value_labels.value)
+            known = {c.strip() for c in self._classes.value.split(",") if c.strip()}
+            known |= {r["label"] for r in self.records() if r["label"]} | {self._reference.value.strip()}
+            annotations = annotations_from_layer(layer, slide, self._value_labels.value, sorted(known))
             label = annotations.slide_label(self._reference.value.strip())
         except (AnnotationError, ValueError) as exc:
             show_error(f"Cannot use {layer.name!r}: {exc}")
@@ -240,7 +248,8 @@ class TrainWidget(Container):
         extract = ExtractConfig(
             cache_dir=_cache_dir(), encoder=self._encoder.value, device=self._device.value
         )
-        config = TrainConfig(epochs=int(self._epochs.value), losses=LOSS_PRESETS[self._loss.value])
+        epochs, patience = int(self._epochs.value), int(self._patience.value)
+        config = TrainConfig(epochs=epochs, patience=patience, losses=LOSS_PRESETS[self._loss.value])
         self._stop = threading.Event()
         job = train_table(
             table, model_dir, extract, config, workers=0, annotations=annotations,
