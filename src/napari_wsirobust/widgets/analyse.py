@@ -91,6 +91,8 @@ class AnalyseWidget(Container):
                 self._export,
             ]
         )  # fmt: skip
+        for label in (self._status, self._result_label):
+            label.native.setWordWrap(True)  # long messages wrap instead of widening the dock
         self._run.changed.connect(self.run)
         self._cancel_button.changed.connect(self.cancel)
         self._load_model.changed.connect(self._on_load_model)

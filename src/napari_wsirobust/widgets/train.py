@@ -96,6 +96,8 @@ class TrainWidget(Container):
         self._progress = ProgressBar(label="Progress", value=0, max=1, visible=False)
         self._status = Label(value="Add slides, set labels, Train.")
         self.plot = TrainingPlot()
+        self._plot_box = Container(labels=False)
+        self._plot_box.native.layout().addWidget(self.plot.widget)
         self._metrics = Table(value=[], columns=list(METRIC_COLUMNS), label="Metrics")
         self._metrics.read_only = True
         self._save_to = FileEdit(label="Save model to", mode="d")
@@ -109,11 +111,13 @@ class TrainWidget(Container):
                 self._reference,
                 self._use_ann, self._loss, self._encoder, self._device, self._epochs, self._patience,
                 self._model_dir,
-                self._train, self._cancel, self._progress, self._status,
+                self._train, self._cancel, self._progress, self._status, self._plot_box, self._metrics,
+                self._save_to, self._save, self._load_from, self._load,
             ]
         )  # fmt: skip
-        self.native.layout().addWidget(self.plot.widget)
-        self.extend([self._metrics, self._save_to, self._save, self._load_from, self._load])
+        self._status.native.setWordWrap(True)  # long messages wrap instead of widening the dock
+        for table, height in ((self._table, 220), (self._metrics, 150)):
+            table.native.setMinimumHeight(height)
 
         self._add_open.changed.connect(lambda _v=None: self.add_open_slides())
         self._remove.changed.connect(lambda _v=None: self.remove_selected_rows())
