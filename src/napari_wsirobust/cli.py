@@ -175,6 +175,42 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 1 if len(ok) < len(outcomes) else 0
 
 
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from .diagnostics.cohort import diagnose_cohort, write_diagnostics
+    from .mil.checkpoint import CheckpointError
+    from .mil.data import CohortError, load_bags, read_cohort_table
+    from .mil.predict import TrainedHead
+    from .mil.workflow import extract_config_for
+
+    try:
+        head = TrainedHead.load(args.model)
+        table = read_cohort_table(args.cohort, label_names=head.label_names)
+    except (CheckpointError, CohortError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    splits = [s.strip() for s in args.splits.split(",")] if args.splits else None
+    rows = [r for r in table.rows if splits is None or r.split in splits]
+    if len(rows) < 2:
+        print(f"error: {len(rows)} slide(s) in splits {args.splits}; need at least two", file=sys.stderr)
+        return 2
+    extract = extract_config_for(head, args.cache, args.device)
+    diag = diagnose_cohort(head, load_bags(table, rows, extract, views=()))
+    paths = write_diagnostics(diag, args.out)
+    print(
+        f"{diag.n_slides} slides, {len(diag.sites)} sites (chance {diag.chance:.2f}): robustness index tiles "
+        f"{diag.tile_robustness_index:.3f} (k={diag.tile_k}), slides {diag.slide_robustness_index:.3f} "
+        f"(k={diag.slide_k}); site predictability embeddings {diag.site_predictability_embeddings:.3f}, "
+        f"head {diag.site_predictability_head:.3f}"
+    )
+    for m in diag.per_site:
+        print(
+            f"  {m.site:10s} n={m.n_slides:3d}  AUC {m.auc:.3f}  "
+            f"bal.acc {m.balanced_accuracy:.3f}  ECE {m.ece:.3f}"
+        )
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def _cmd_benchmark_shortcut(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -289,6 +325,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=None)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("diagnose", help="cohort robustness metrics of a trained head (issue 6)")
+    p.add_argument("cohort", help="cohort CSV (path, label, site/scanner, patient, split)")
+    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument(
+        "--out", default="diagnostics", help="folder for diagnostics.json, per_site.csv, projection.png"
+    )
+    p.add_argument("--splits", default=None, help="comma-separated splits to use (default: all slides)")
+    p.add_argument("--cache", default=None, help="feature cache folder")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_diagnose)
 
     p = sub.add_parser("benchmark-shortcut", help="the scanner-shortcut benchmark (plain vs robust heads)")
     p.add_argument("--out", required=True, help="folder for shortcut_benchmark.json/.md")

@@ -1,0 +1,180 @@
+"""Cohort robustness metrics of an encoder + MIL head (no Qt).
+
+On bags of one cohort (slides with label, site, patient):
+
+- robustness index (see :mod:`.knn`) of tile embeddings (a random subsample; neighbours from the same
+  slide excluded) and of slide embeddings (mean of the slide's tiles; same-patient neighbours
+  excluded),
+- site predictability (:func:`~napari_wsirobust.mil.metrics.site_predictability`) from (a) the slide
+  embeddings and (b) the head's slide representation: a robust head should be near chance,
+- AUC, balanced accuracy and ECE overall and per site,
+- a 2-D PCA projection of the slide embeddings (coloured by site and by label in the plots).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._atomic import atomic_write_csv, atomic_write_text
+from ..mil.data import Bag
+from ..mil.metrics import auc_ovr, balanced_accuracy, expected_calibration_error, site_predictability
+from ..mil.predict import TrainedHead
+from .knn import robustness_index
+
+MAX_TILES = 4000
+
+
+@dataclass
+class SiteMetrics:
+    site: str
+    n_slides: int
+    auc: float
+    balanced_accuracy: float
+    ece: float
+
+
+@dataclass
+class CohortDiagnostics:
+    n_slides: int
+    n_tiles: int
+    sites: list[str]
+    label_names: list[str]
+    tile_robustness_index: float
+    tile_k: int
+    slide_robustness_index: float
+    slide_k: int
+    site_predictability_embeddings: float
+    site_predictability_head: float
+    chance: float
+    per_site: list[SiteMetrics]
+    projection: np.ndarray = field(repr=False)  # (n_slides, 2) PCA of slide embeddings
+    projection_variance: list[float] = field(default_factory=list)
+    slide_ids: list[str] = field(default_factory=list)
+    slide_sites: list[str] = field(default_factory=list)
+    slide_labels: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["projection"] = np.round(self.projection, 6).tolist()
+        return data
+
+
+def pca_2d(x: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    """(N, 2) projection on the two leading principal components, and their explained variance ratios."""
+    centred = np.asarray(x, dtype=np.float64) - np.mean(x, axis=0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    total = float((s**2).sum()) or 1.0
+    comps = vt[:2]
+    proj = centred @ comps.T
+    if proj.shape[1] < 2:
+        proj = np.column_stack([proj, np.zeros(len(proj))])
+    return proj, [float(v**2 / total) for v in s[:2]]
+
+
+def _ri(embeddings: np.ndarray, labels: list[str], sites: list[str], groups: list[str]) -> tuple[float, int]:
+    available = len(embeddings) - max(groups.count(g) for g in set(groups))
+    if available < 1 or len(set(sites)) < 2 or len(set(labels)) < 2:
+        return float("nan"), 0
+    candidates = tuple(k for k in (1, 3, 5, 7, 11, 15, 21, 31, 51) if k <= available)
+    counts = robustness_index(embeddings, labels, sites, groups=groups, candidates=candidates)
+    return counts.robustness_index, counts.k
+
+
+def diagnose_cohort(head: TrainedHead, bags: list[Bag], seed: int = 0) -> CohortDiagnostics:
+    """All cohort metrics for ``head`` on ``bags`` (see the module docstring)."""
+    if len(bags) < 2:
+        raise ValueError("need at least two slides to diagnose a cohort")
+    names = head.label_names
+    labels = [names[b.label] for b in bags]
+    sites = [str(b.row.site) for b in bags]
+    rng = np.random.default_rng(seed)
+    tiles = np.concatenate([b.features for b in bags])
+    tile_slide = np.concatenate([[i] * b.n_tiles for i, b in enumerate(bags)])
+    pick = np.sort(rng.choice(len(tiles), min(MAX_TILES, len(tiles)), replace=False))
+    tile_ri, tile_k = _ri(
+        tiles[pick],
+        [labels[i] for i in tile_slide[pick]],
+        [sites[i] for i in tile_slide[pick]],
+        [bags[i].row.slide_id for i in tile_slide[pick]],
+    )
+    slide_emb = np.stack([b.features.mean(axis=0) for b in bags])
+    slide_ri, slide_k = _ri(slide_emb, labels, sites, [b.row.patient for b in bags])
+    predictions = head.predict_bags(bags)
+    probs = np.stack([p.probabilities for p in predictions])
+    representation = np.stack([p.representation for p in predictions])
+    y = np.array([b.label for b in bags])
+    per_site = []
+    for site in ["all", *sorted(set(sites))]:
+        keep = np.ones(len(y), bool) if site == "all" else np.array(sites) == site
+        per_site.append(
+            SiteMetrics(
+                site,
+                int(keep.sum()),
+                auc_ovr(y[keep], probs[keep]),
+                balanced_accuracy(y[keep], probs[keep].argmax(1)),
+                expected_calibration_error(y[keep], probs[keep]),
+            )
+        )
+    projection, variance = pca_2d(slide_emb)
+    return CohortDiagnostics(
+        n_slides=len(bags),
+        n_tiles=int(len(tiles)),
+        sites=sorted(set(sites)),
+        label_names=list(names),
+        tile_robustness_index=tile_ri,
+        tile_k=tile_k,
+        slide_robustness_index=slide_ri,
+        slide_k=slide_k,
+        site_predictability_embeddings=site_predictability(slide_emb, sites, seed=seed),
+        site_predictability_head=site_predictability(representation, sites, seed=seed),
+        chance=1.0 / len(set(sites)),
+        per_site=per_site,
+        projection=projection,
+        projection_variance=variance,
+        slide_ids=[b.row.slide_id for b in bags],
+        slide_sites=sites,
+        slide_labels=labels,
+    )
+
+
+def write_diagnostics(diag: CohortDiagnostics, folder: str | os.PathLike[str]) -> list[Path]:
+    """``diagnostics.json`` (everything), ``per_site.csv`` and ``projection.png`` in ``folder``."""
+    folder = Path(folder)
+    paths = [
+        atomic_write_text(folder / "diagnostics.json", json.dumps(diag.to_dict(), indent=2, default=float)),
+        atomic_write_csv(
+            folder / "per_site.csv",
+            ["site", "n_slides", "auc", "balanced_accuracy", "ece"],
+            ([m.site, m.n_slides, m.auc, m.balanced_accuracy, m.ece] for m in diag.per_site),
+        ),
+    ]
+    figure = projection_figure(diag)
+    png = folder / "projection.png"
+    figure.savefig(png, dpi=120)
+    paths.append(png)
+    return paths
+
+
+def projection_figure(diag: CohortDiagnostics) -> Any:
+    """Two scatter panels of the slide-embedding PCA: coloured by site, and by label."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 3.6), tight_layout=True)
+    for ax, values, title in zip(
+        figure.subplots(1, 2), (diag.slide_sites, diag.slide_labels), ("by site", "by label")
+    ):
+        for value in sorted(set(values)):
+            keep = np.array(values) == value
+            ax.scatter(diag.projection[keep, 0], diag.projection[keep, 1], s=18, label=value, alpha=0.8)
+        var = diag.projection_variance + [0.0, 0.0]
+        ax.set_xlabel(f"PC1 ({100 * var[0]:.0f} %)")
+        ax.set_ylabel(f"PC2 ({100 * var[1]:.0f} %)")
+        ax.set_title(f"slide embeddings {title}", fontsize=9)
+        ax.legend(fontsize=7)
+    return figure

@@ -1,0 +1,71 @@
+"""Cohort diagnostics on hand-made bags whose technical and biological signals are known."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_wsirobust.diagnostics.cohort import diagnose_cohort, pca_2d, write_diagnostics
+from napari_wsirobust.mil.checkpoint import CheckpointConfig, HeadConfig
+from napari_wsirobust.mil.data import Bag, CohortRow
+from napari_wsirobust.mil.predict import TrainedHead
+
+DIM = 8
+
+
+def _head() -> TrainedHead:
+    torch.manual_seed(0)
+    config = HeadConfig(in_dim=DIM, n_classes=2, hidden_dim=16, attention_dim=8)
+    return TrainedHead(config.build().eval(), CheckpointConfig(config, "test", DIM, ["normal", "tumour"]))
+
+
+def _bags(site_shift: float, biology_shift: float, n: int = 24) -> list[Bag]:
+    """Slide i: label i % 2, site (i // 2) % 3; tiles ~ N(0, 0.1) plus a shift along dimension 0 per
+    label and along dimension 1 + site per site."""
+    rng = np.random.default_rng(1)
+    bags = []
+    for i in range(n):
+        label, site = i % 2, (i // 2) % 3
+        x = rng.normal(0, 0.1, (10, DIM)).astype(np.float32)
+        x[:, 0] += biology_shift * label
+        x[:, 1 + site] += site_shift
+        x[:, 5] += 1.0  # a common offset so cosine similarity is well defined
+        row = CohortRow(f"s{i}", f"s{i}.tiff", ["normal", "tumour"][label], "ABC"[site], f"p{i}", "test")
+        bags.append(Bag(row, label, site, x, grid=None))  # type: ignore[arg-type]
+    return bags
+
+
+def test_site_dominated_embeddings_score_low_robustness_and_high_site_predictability() -> None:
+    diag = diagnose_cohort(_head(), _bags(site_shift=3.0, biology_shift=0.0))
+    assert diag.tile_robustness_index < 0.1 and diag.slide_robustness_index < 0.1
+    assert diag.site_predictability_embeddings > 0.9 and diag.chance == pytest.approx(1 / 3)
+    # both signals, site stronger: a slide's nearest neighbours share its site *and* class (SS only),
+    # so the slide-level index is undefined (NaN) rather than a made-up number
+    mixed = diagnose_cohort(_head(), _bags(site_shift=3.0, biology_shift=0.3))
+    assert np.isnan(mixed.slide_robustness_index) and mixed.tile_robustness_index < 0.1
+
+
+def test_biology_dominated_embeddings_score_high_robustness() -> None:
+    diag = diagnose_cohort(_head(), _bags(site_shift=0.0, biology_shift=3.0))
+    assert diag.tile_robustness_index > 0.9 and diag.slide_robustness_index > 0.9
+    assert diag.site_predictability_embeddings < 0.6  # chance is 1/3
+    assert [m.site for m in diag.per_site] == ["all", "A", "B", "C"]
+    assert [m.n_slides for m in diag.per_site] == [24, 8, 8, 8]
+
+
+def test_pca_and_written_files(tmp_path: Path) -> None:
+    x = np.column_stack([np.arange(10.0), np.zeros(10), np.zeros(10)])
+    proj, var = pca_2d(x)
+    assert var[0] == pytest.approx(1.0) and np.allclose(np.abs(proj[:, 0]), np.abs(x[:, 0] - 4.5))
+    diag = diagnose_cohort(_head(), _bags(1.0, 1.0))
+    paths = write_diagnostics(diag, tmp_path / "out")
+    assert [p.name for p in paths] == ["diagnostics.json", "per_site.csv", "projection.png"]
+    data = json.loads(paths[0].read_text())
+    assert data["n_slides"] == 24 and len(data["projection"]) == 24 and data["sites"] == ["A", "B", "C"]
+    assert paths[2].stat().st_size > 10_000
+    with pytest.raises(ValueError, match="two slides"):
+        diagnose_cohort(_head(), _bags(1.0, 1.0)[:1])
