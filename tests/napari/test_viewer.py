@@ -105,7 +105,10 @@ def test_slide_info_widget_shows_metadata_and_applies_mpp(
 def test_compute_packages_do_not_import_qt() -> None:
     code = (
         "import sys, napari_wsirobust.io, napari_wsirobust.synthetic, napari_wsirobust._reader, "
-        "napari_wsirobust.tiling, napari_wsirobust.encoders, napari_wsirobust.cli; "
+        "napari_wsirobust.tiling, napari_wsirobust.encoders, napari_wsirobust.cli, napari_wsirobust.features, "
+        "napari_wsirobust.mil.workflow, napari_wsirobust.mil.annotations, napari_wsirobust.mil.cohort_rows, "
+        "napari_wsirobust.analysis, napari_wsirobust.analysis.maps, napari_wsirobust.analysis.export, "
+        "napari_wsirobust.diagnostics.cohort; "
         "bad = [m for m in ('qtpy', 'PyQt5', 'napari', 'magicgui') if m in sys.modules]; "
         "assert not bad, bad"
     )
