@@ -103,12 +103,13 @@ def test_slide_info_widget_shows_metadata_and_applies_mpp(
 
 
 def test_compute_packages_do_not_import_qt() -> None:
+    modules = [
+        "io", "synthetic", "_reader", "tiling", "encoders", "cli", "features", "mil.workflow",
+        "mil.annotations", "mil.cohort_rows", "analysis", "analysis.maps", "analysis.export",
+        "diagnostics.cohort",
+    ]  # fmt: skip
     code = (
-        "import sys, napari_wsirobust.io, napari_wsirobust.synthetic, napari_wsirobust._reader, "
-        "napari_wsirobust.tiling, napari_wsirobust.encoders, napari_wsirobust.cli, napari_wsirobust.features, "
-        "napari_wsirobust.mil.workflow, napari_wsirobust.mil.annotations, napari_wsirobust.mil.cohort_rows, "
-        "napari_wsirobust.analysis, napari_wsirobust.analysis.maps, napari_wsirobust.analysis.export, "
-        "napari_wsirobust.diagnostics.cohort; "
+        "import sys, " + ", ".join(f"napari_wsirobust.{m}" for m in modules) + "; "
         "bad = [m for m in ('qtpy', 'PyQt5', 'napari', 'magicgui') if m in sys.modules]; "
         "assert not bad, bad"
     )
