@@ -71,7 +71,7 @@ class TissueMask:
         return float((self.mask[i0:i1, j0:j1] * weights).sum() / total) if total > 0 else 0.0
 
 
-def _read_overview(slide: WSI, config: TissueMaskConfig) -> tuple[np.ndarray, tuple[float, float]]:
+def read_overview(slide: WSI, config: TissueMaskConfig) -> tuple[np.ndarray, tuple[float, float]]:
     """An RGB overview close to the mask resolution, and its (x, y) downsample from level 0."""
     width, height = slide.dimensions
     mpp = slide.mpp
@@ -145,7 +145,7 @@ def _glass_from(rgb: np.ndarray, artefact: np.ndarray) -> np.ndarray:
 def detect_tissue(slide: WSI, config: TissueMaskConfig = TissueMaskConfig()) -> TissueMask:
     """Tissue mask of ``slide`` from one low-resolution read (see module docstring)."""
     slide.require_rgb()
-    overview, downsample = _read_overview(slide, config)
+    overview, downsample = read_overview(slide, config)
     mpp = slide.mpp
     area = downsample[0] * mpp[0] * downsample[1] * mpp[1] if mpp is not None else None
     mask, threshold, glass = _tissue_mask(overview, area, config)

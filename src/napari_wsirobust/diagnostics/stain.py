@@ -1,0 +1,139 @@
+"""Colour/stain profile of a slide or a scanner from its tissue pixels (no Qt).
+
+- Background (glass) tint I0: per-channel median of the brightest, least saturated pixels.
+- Stain vectors by Macenko et al. (2009): optical density OD = -log10(I / I0) of tissue pixels
+  (||OD|| above ``od_threshold``); the plane of the two leading eigenvectors of the OD covariance;
+  the extreme angles (``angle_percentile`` and 100 - it) of the projected pixels give the two stain
+  directions; haematoxylin is the one absorbing more red (its OD has the larger red component).
+- Concentrations: least-squares unmixing with those vectors; their 50th and 99th percentiles.
+- Sharpness: variance of the Laplacian of the grey image over tissue (higher = crisper focus).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class StainProfile:
+    hematoxylin_od: tuple[float, float, float]
+    eosin_od: tuple[float, float, float]
+    background_rgb: tuple[float, float, float]
+    concentration_p50: tuple[float, float]  # (H, E)
+    concentration_p99: tuple[float, float]
+    sharpness: float
+    n_pixels: int
+
+    @property
+    def stain_matrix(self) -> np.ndarray:
+        return np.array([self.hematoxylin_od, self.eosin_od], dtype=np.float64)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def angle_degrees(a: np.ndarray | tuple[float, ...], b: np.ndarray | tuple[float, ...]) -> float:
+    """Angle between two vectors, in degrees."""
+    u = np.asarray(a, dtype=np.float64) / np.linalg.norm(a)
+    v = np.asarray(b, dtype=np.float64) / np.linalg.norm(b)
+    return float(np.degrees(np.arccos(np.clip(u @ v, -1.0, 1.0))))
+
+
+def estimate_background(rgb: np.ndarray) -> np.ndarray:
+    """Glass colour: median of the 2 % brightest pixels among the least saturated half."""
+    px = rgb.reshape(-1, 3).astype(np.float64)
+    saturation = px.max(axis=1) - px.min(axis=1)
+    calm = px[saturation <= np.percentile(saturation, 50)]
+    brightness = calm.sum(axis=1)
+    bright = calm[brightness >= np.percentile(brightness, 98)]
+    return np.median(bright, axis=0)
+
+
+def estimate_stain_profile(
+    rgb: np.ndarray,
+    background: np.ndarray | None = None,
+    od_threshold: float = 0.15,
+    angle_percentile: float = 1.0,
+    max_pixels: int = 400_000,
+    seed: int = 0,
+) -> StainProfile:
+    """The profile of an (H, W, 3) uint8 RGB image (a region, or tiles stacked into one image)."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[-1] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {rgb.shape}")
+    i0 = estimate_background(rgb) if background is None else np.asarray(background, dtype=np.float64)
+    px = rgb.reshape(-1, 3).astype(np.float64)
+    od = -np.log10(np.clip(px + 1.0, 1.0, None) / (i0 + 1.0))
+    tissue = np.linalg.norm(od, axis=1) > od_threshold
+    od_tissue = od[tissue]
+    if len(od_tissue) < 100:
+        raise ValueError(f"only {len(od_tissue)} tissue pixels: not enough to estimate stain vectors")
+    if len(od_tissue) > max_pixels:
+        od_tissue = od_tissue[np.random.default_rng(seed).choice(len(od_tissue), max_pixels, replace=False)]
+    _, vectors = np.linalg.eigh(np.cov(od_tissue.T))
+    plane = vectors[:, [2, 1]]  # the two leading eigenvectors
+    plane *= np.sign(plane.sum(axis=0, keepdims=True) + 1e-12)  # point into positive OD
+    proj = od_tissue @ plane
+    angles = np.arctan2(proj[:, 1], proj[:, 0])
+    lo, hi = np.percentile(angles, [angle_percentile, 100 - angle_percentile])
+    v1 = plane @ np.array([np.cos(lo), np.sin(lo)])
+    v2 = plane @ np.array([np.cos(hi), np.sin(hi)])
+    v1, v2 = (v / np.linalg.norm(v) for v in (v1, v2))
+    h, e = (v1, v2) if v1[0] > v2[0] else (v2, v1)
+    conc, *_ = np.linalg.lstsq(np.stack([h, e]).T, od_tissue.T, rcond=None)
+    grey = rgb.astype(np.float64).mean(axis=2)
+    laplace = ndimage.laplace(grey)
+    mask = tissue.reshape(rgb.shape[:2])
+    return StainProfile(
+        hematoxylin_od=tuple(float(v) for v in h),  # type: ignore[arg-type]
+        eosin_od=tuple(float(v) for v in e),  # type: ignore[arg-type]
+        background_rgb=tuple(float(v) for v in i0),  # type: ignore[arg-type]
+        concentration_p50=tuple(float(v) for v in np.percentile(conc, 50, axis=1)),  # type: ignore[arg-type]
+        concentration_p99=tuple(float(v) for v in np.percentile(conc, 99, axis=1)),  # type: ignore[arg-type]
+        sharpness=float(laplace[mask].var()),
+        n_pixels=int(tissue.sum()),
+    )
+
+
+def estimate_slide_profile(path: str, n_tiles: int = 48, seed: int = 0) -> StainProfile:
+    """Profile of one slide: glass tint from its low-resolution overview, stains and sharpness from
+    up to ``n_tiles`` random tissue tiles at the default tiling resolution."""
+    from ..io import open_slide
+    from ..tiling import TilingConfig, detect_tissue, make_tile_grid, read_tile
+    from ..tiling.tissue import TissueMaskConfig, read_overview
+
+    slide = open_slide(path)
+    overview, _ = read_overview(slide, TissueMaskConfig())
+    background = estimate_background(np.asarray(overview)[..., :3])
+    grid = make_tile_grid(slide, TilingConfig(), tissue=detect_tissue(slide))
+    if len(grid) == 0:
+        raise ValueError(f"{path}: no tissue tiles to estimate a stain profile from")
+    picks = np.random.default_rng(seed).permutation(len(grid))[:n_tiles]
+    tiles = np.concatenate([read_tile(slide, grid, int(i))[..., :3] for i in sorted(picks)], axis=0)
+    return estimate_stain_profile(tiles, background=background, seed=seed)
+
+
+def combine_profiles(profiles: list[StainProfile]) -> StainProfile:
+    """One profile for a site from its slides' profiles: mean unit stain vectors, medians otherwise."""
+    if not profiles:
+        raise ValueError("no slide profiles to combine")
+
+    def unit_mean(vectors: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+        v = np.mean(np.asarray(vectors, dtype=np.float64), axis=0)
+        return tuple(float(x) for x in v / np.linalg.norm(v))  # type: ignore[return-value]
+
+    def median(values: list[tuple[float, ...]]) -> tuple[float, ...]:
+        return tuple(float(x) for x in np.median(np.asarray(values, dtype=np.float64), axis=0))
+
+    return StainProfile(
+        hematoxylin_od=unit_mean([p.hematoxylin_od for p in profiles]),
+        eosin_od=unit_mean([p.eosin_od for p in profiles]),
+        background_rgb=median([p.background_rgb for p in profiles]),  # type: ignore[arg-type]
+        concentration_p50=median([p.concentration_p50 for p in profiles]),  # type: ignore[arg-type]
+        concentration_p99=median([p.concentration_p99 for p in profiles]),  # type: ignore[arg-type]
+        sharpness=float(np.median([p.sharpness for p in profiles])),
+        n_pixels=int(sum(p.n_pixels for p in profiles)),
+    )

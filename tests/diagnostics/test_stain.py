@@ -1,0 +1,71 @@
+"""Stain profile estimation recovers the synthetic scanners' known profiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_wsirobust.diagnostics.stain import (
+    angle_degrees,
+    combine_profiles,
+    estimate_slide_profile,
+    estimate_stain_profile,
+)
+from napari_wsirobust.synthetic import SyntheticSlideSpec, TissueSpec, write_synthetic_slide
+from napari_wsirobust.synthetic.profiles import SCANNER_PROFILES
+
+# Tolerance for a recovered stain vector: 4 degrees. The truth differs between scanners by 4.7-16
+# degrees (A vs C haematoxylin is the closest pair), and Macenko's extreme-angle estimate is biased
+# by the display gamma (0.9-1.15), blur and JPEG of the synthetic scanners; so besides the absolute
+# tolerance, each estimate must be closer to its own scanner's vectors than to any other scanner's.
+TOLERANCE_DEG = 4.0
+
+
+@pytest.fixture(scope="module")
+def same_tissue_three_scanners(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("stain")
+    paths = {}
+    for scanner in "ABC":
+        paths[scanner] = folder / f"{scanner}.tiff"
+        tissue = TissueSpec(seed=3, tumour=True, width=1024, height=768)
+        write_synthetic_slide(SyntheticSlideSpec.make(tissue, scanner), paths[scanner])
+    return paths
+
+
+def _distance(profile, scanner: str) -> float:  # type: ignore[no-untyped-def]
+    truth = SCANNER_PROFILES[scanner]
+    return angle_degrees(profile.hematoxylin_od, truth.hematoxylin_od) + angle_degrees(
+        profile.eosin_od, truth.eosin_od
+    )
+
+
+def test_slide_profiles_recover_the_scanner_profiles(same_tissue_three_scanners: dict[str, Path]) -> None:
+    profiles = {s: estimate_slide_profile(str(p)) for s, p in same_tissue_three_scanners.items()}
+    for scanner, profile in profiles.items():
+        truth = SCANNER_PROFILES[scanner]
+        assert angle_degrees(profile.hematoxylin_od, truth.hematoxylin_od) < TOLERANCE_DEG
+        assert angle_degrees(profile.eosin_od, truth.eosin_od) < TOLERANCE_DEG
+        assert min("ABC", key=lambda s: _distance(profile, s)) == scanner
+        # glass tint within 8 grey levels (gamma lifts it slightly on the faded scanner C)
+        assert np.abs(np.subtract(profile.background_rgb, truth.background_rgb)).max() < 8
+    # focus blur 0 / 0.35 / 0.6 µm: sharpness falls in that order
+    assert profiles["A"].sharpness > profiles["B"].sharpness > profiles["C"].sharpness
+    # stronger staining on B (scales 1.2 / 1.25) than on C (0.8 / 0.95)
+    assert profiles["B"].concentration_p99[0] > profiles["C"].concentration_p99[0]
+
+
+def test_combined_profile_and_refusals(same_tissue_three_scanners: dict[str, Path]) -> None:
+    one = estimate_slide_profile(str(same_tissue_three_scanners["A"]), seed=1)
+    two = estimate_slide_profile(str(same_tissue_three_scanners["A"]), seed=2)
+    both = combine_profiles([one, two])
+    assert np.isclose(np.linalg.norm(both.hematoxylin_od), 1.0)
+    assert angle_degrees(both.hematoxylin_od, SCANNER_PROFILES["A"].hematoxylin_od) < TOLERANCE_DEG
+    assert both.n_pixels == one.n_pixels + two.n_pixels
+    with pytest.raises(ValueError, match="RGB"):
+        estimate_stain_profile(np.zeros((4, 4)))
+    with pytest.raises(ValueError, match="tissue pixels"):
+        estimate_stain_profile(np.full((20, 20, 3), 240, np.uint8))
+    with pytest.raises(ValueError, match="no slide profiles"):
+        combine_profiles([])
