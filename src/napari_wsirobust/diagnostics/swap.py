@@ -1,0 +1,58 @@
+"""Scanner swap: re-render a tile as if scanned with another colour profile (no Qt).
+
+Stain-space transfer: the tile's optical density OD = -log10(I / I0_source) is unmixed with the
+source profile's stain vectors into haematoxylin and eosin concentrations, each rescaled so its 99th
+percentile matches the target's (the intensity of staining), and rendered back with the target's
+stain vectors and glass tint, I = I0_target * 10^(-(c_H s_H + c_E s_E)). Optionally a Gaussian blur
+(focus) and JPEG re-compression imitate the target's optics and file format.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from scipy import ndimage
+
+from .stain import StainProfile
+
+
+def transfer_tile(
+    rgb: np.ndarray,
+    source: StainProfile,
+    target: StainProfile,
+    blur_sigma_px: float = 0.0,
+    jpeg_quality: int | None = None,
+) -> np.ndarray:
+    """(H, W, 3) uint8 tile re-rendered from ``source``'s profile into ``target``'s."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[-1] < 3:
+        raise ValueError(f"expected an (H, W, 3) RGB tile, got shape {rgb.shape}")
+    px = rgb[..., :3].reshape(-1, 3).astype(np.float64)
+    i0_src = np.asarray(source.background_rgb, dtype=np.float64)
+    od = -np.log10(np.clip(px + 1.0, 1.0, None) / (i0_src + 1.0))
+    conc = od @ np.linalg.pinv(source.stain_matrix)  # (N, 2): least-squares unmixing
+    scale = np.asarray(target.concentration_p99) / np.maximum(np.asarray(source.concentration_p99), 1e-6)
+    conc = np.clip(conc, 0.0, None) * scale
+    od_target = conc @ target.stain_matrix
+    i0_tgt = np.asarray(target.background_rgb, dtype=np.float64)
+    out = (i0_tgt + 1.0) * np.power(10.0, -od_target) - 1.0
+    image = out.reshape(rgb.shape[:2] + (3,))
+    if blur_sigma_px > 0:
+        image = np.stack([ndimage.gaussian_filter(image[..., c], blur_sigma_px) for c in range(3)], axis=-1)
+    image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    if jpeg_quality is not None:
+        image = jpeg_roundtrip(image, jpeg_quality)
+    return image
+
+
+def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
+    """Encode and decode with JPEG at ``quality`` (1-100)."""
+    from PIL import Image
+
+    if not 1 <= quality <= 100:
+        raise ValueError(f"JPEG quality must be within 1..100, got {quality}")
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=int(quality))
+    buffer.seek(0)
+    return np.asarray(Image.open(buffer).convert("RGB"))
