@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +69,7 @@ class RegionAnalysis:
     encoder_name: str
     n_embedded: int  # tiles that had to be embedded (the others came from the cache)
     seconds: float
+    features: np.ndarray | None = field(default=None, repr=False)  # (N, D) tile embeddings, grid order
 
     @property
     def attention(self) -> np.ndarray:
@@ -202,6 +203,7 @@ def analyse_region(
         encoder_name=encoder.info.name,
         n_embedded=n_embedded,
         seconds=time.perf_counter() - start,
+        features=features,
     )
 
 

@@ -137,3 +137,14 @@ def combine_profiles(profiles: list[StainProfile]) -> StainProfile:
         sharpness=float(np.median([p.sharpness for p in profiles])),
         n_pixels=int(sum(p.n_pixels for p in profiles)),
     )
+
+
+def estimate_site_profiles(
+    slides_by_site: dict[str, list[str]], n_tiles: int = 48
+) -> dict[str, StainProfile]:
+    """One profile per site from its slides (each slide profiled, then :func:`combine_profiles`)."""
+    return {
+        site: combine_profiles([estimate_slide_profile(p, n_tiles, seed=i) for i, p in enumerate(paths)])
+        for site, paths in sorted(slides_by_site.items())
+        if paths
+    }

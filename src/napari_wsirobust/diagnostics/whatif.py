@@ -1,0 +1,169 @@
+"""Scanner-swap what-if on a scope of a slide: would the prediction change on another scanner? (no Qt)
+
+The scope is analysed as usual (:func:`~napari_wsirobust.analysis.analyse_region`); then its tiles
+are re-rendered into each target colour profile (:func:`.swap.transfer_tile`, from the slide's own
+estimated profile), re-embedded and the head re-run. Per profile and tile:
+
+- drift = 1 - cosine similarity between the original and the swapped tile embedding,
+- attention change = swapped minus original attention percentile rank (-1..1),
+- flipped = the tile's instance class (arg-max of its class scores) changed,
+
+and per profile the slide-level prediction. The spread is the range, over the original and all
+profiles, of the probability of the originally predicted class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..analysis.region import AnalysisProgress, AnalysisRequest, RegionAnalysis, Resources, analyse_region
+from ..features.pipeline import embed_tiles
+from ..io import open_slide
+from ..mil.predict import BagPrediction
+from .stain import StainProfile, estimate_slide_profile
+from .swap import transfer_tile
+
+
+@dataclass(frozen=True)
+class ProfileOutcome:
+    name: str
+    prediction: BagPrediction
+    drift: np.ndarray  # (N,)
+    attention_change: np.ndarray  # (N,)
+    flipped: np.ndarray  # (N,) bool
+
+
+@dataclass
+class WhatIfResult:
+    base: RegionAnalysis
+    source_profile: StainProfile
+    outcomes: list[ProfileOutcome]
+
+    @property
+    def spread(self) -> float:
+        k = self.base.prediction.label_index
+        values = [
+            self.base.prediction.probabilities[k],
+            *(o.prediction.probabilities[k] for o in self.outcomes),
+        ]
+        return float(max(values) - min(values))
+
+    def table(self) -> list[dict[str, object]]:
+        """One row per profile (the original first): prediction, class probabilities, tile changes."""
+        names = self.base.label_names
+        rows: list[dict[str, object]] = []
+        for name, pred, drift, flips in [("original", self.base.prediction, None, None)] + [
+            (o.name, o.prediction, o.drift, o.flipped) for o in self.outcomes
+        ]:
+            row: dict[str, object] = {"profile": name, "prediction": names[pred.label_index]}
+            row.update({f"p_{n}": float(p) for n, p in zip(names, pred.probabilities)})
+            row["mean_drift"] = float(np.mean(drift)) if drift is not None else 0.0
+            row["flipped_tiles"] = int(np.sum(flips)) if flips is not None else 0
+            rows.append(row)
+        return rows
+
+
+def _rank(attention: np.ndarray) -> np.ndarray:
+    n = len(attention)
+    ranks = np.empty(n, np.float64)
+    ranks[np.argsort(attention, kind="stable")] = np.arange(1, n + 1) / n
+    return ranks
+
+
+def _cosine_drift(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    num = (a * b).sum(axis=1)
+    den = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    return 1.0 - num / den
+
+
+def scanner_whatif(
+    request: AnalysisRequest,
+    profiles: Mapping[str, StainProfile],
+    resources: Resources | None = None,
+    source: StainProfile | None = None,
+) -> Generator[AnalysisProgress, None, WhatIfResult]:
+    """Analyse the scope, then re-render, re-embed and re-predict it under each target profile."""
+    if not profiles:
+        raise ValueError("no target profiles: estimate them from a cohort (wsirobust profiles) first")
+    resources = resources or Resources()
+    base = yield from analyse_region(request, resources)
+    assert base.features is not None
+    head = resources.head(request.model_dir)
+    encoder = resources.encoder(base.encoder_name, request.encoder_weights, request.allow_hub, request.device)
+    if source is None:
+        yield AnalysisProgress("profiling", message="estimating the slide's colour profile")
+        source = estimate_slide_profile(request.slide_path)
+    base_rank = _rank(base.attention)
+    base_inst = base.prediction.instance_probabilities
+    outcomes: list[ProfileOutcome] = []
+    n = len(base.grid)
+    with open_slide(request.slide_path, mpp=request.mpp) as slide:
+        for p, (name, target) in enumerate(profiles.items()):
+
+            def swap(tile: np.ndarray, _row: int, _col: int, target: StainProfile = target) -> np.ndarray:
+                return transfer_tile(tile, source, target)
+
+            embedding = embed_tiles(slide, base.grid, encoder, batch_size=request.batch_size, transform=swap)
+            while True:
+                try:
+                    progress = next(embedding)
+                except StopIteration as stop:
+                    features = stop.value
+                    break
+                yield AnalysisProgress(
+                    "swapping",
+                    p * n + progress.done,
+                    len(profiles) * n,
+                    f"profile {name}: {progress.done}/{n} tiles re-rendered and embedded",
+                )
+            prediction = head.predict(features, request.site)
+            inst = prediction.instance_probabilities
+            flipped = (
+                inst.argmax(axis=1) != base_inst.argmax(axis=1)
+                if inst is not None and base_inst is not None
+                else np.zeros(n, bool)
+            )
+            outcomes.append(
+                ProfileOutcome(
+                    name,
+                    prediction,
+                    _cosine_drift(base.features, features),
+                    _rank(prediction.attention) - base_rank,
+                    flipped,
+                )
+            )
+    return WhatIfResult(base, source, outcomes)
+
+
+def load_profiles(path: str | Path) -> dict[str, StainProfile]:
+    """Site profiles from a JSON file written by :func:`save_profiles`."""
+    import json
+
+    data = json.loads(Path(path).read_text())
+    try:
+        return {
+            name: StainProfile(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}  # type: ignore[arg-type]
+            )
+            for name, fields in data["profiles"].items()
+        }
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not a profiles file written by wsirobust: {exc}") from exc
+
+
+def save_profiles(profiles: Mapping[str, StainProfile], path: str | Path) -> Path:
+    """Write site profiles as JSON (the cohort's scanner profiles)."""
+    import json
+
+    from .._atomic import atomic_write_text
+
+    payload = {
+        "format": "wsirobust-profiles",
+        "version": 1,
+        "profiles": {k: v.to_dict() for k, v in profiles.items()},
+    }
+    return atomic_write_text(path, json.dumps(payload, indent=2))
