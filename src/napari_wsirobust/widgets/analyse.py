@@ -26,28 +26,20 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
-from ..analysis import AnalysisRequest, RegionAnalysis, Resources, analyse_region, visible_rect_um
+from ..analysis import AnalysisRequest, RegionAnalysis, Resources, analyse_region
 from ..analysis.export import write_geojson, write_slide_predictions_csv, write_tile_csv
 from ..analysis.jobs import Outcome, guarded
 from ..analysis.maps import METADATA_KEY, analysis_layers
 from ..analysis.models import MODELS
 from ..io.slide import LAYER_METADATA_KEY
-from ..tiling import Scope
-from .layer_geometry import shapes_to_polygons_um
+from .result_layers import SCOPES, camera_of, find_layer, put_layer, remove_stale, scope_for
 from .slide_info import slide_layers
 
 if TYPE_CHECKING:
     import napari
 
-SCOPES = ("visible region", "selected shapes", "whole slide")
 OWN_ENCODER = "the model's encoder"
 STEP_DELAY_MS = 20  # between layer updates, so input and paint events run in between
-
-
-def camera_of(viewer: napari.Viewer) -> Any:
-    """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
-    scene = getattr(viewer, "scene", None)
-    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
 
 
 class AnalyseWidget(Container):
@@ -143,23 +135,6 @@ class AnalyseWidget(Container):
         """True while the worker runs or its layers are still being put into the viewer."""
         return self._worker is not None or bool(self._pending)
 
-    def _scope_for(self, slide_layer: Any) -> Scope:
-        offset = np.asarray(slide_layer.translate, dtype=np.float64)[-2:]
-        kind = self._scope.value
-        if kind == "whole slide":
-            return Scope.whole()
-        if kind == "visible region":
-            y0, x0, y1, x1 = visible_rect_um(
-                tuple(camera_of(self._viewer).center),
-                tuple(self._viewer.canvas.size),
-                camera_of(self._viewer).zoom,
-            )
-            return Scope.rect(y0 - offset[0], x0 - offset[1], y1 - offset[0], x1 - offset[1])
-        layer = self._shapes.value
-        if layer is None or len(layer.data) == 0:
-            raise ValueError("Draw a polygon or rectangle in a Shapes layer and pick it as the Shapes layer.")
-        return Scope.polygons(shapes_to_polygons_um(layer, offset))
-
     def build_request(self) -> AnalysisRequest:
         """The request for the current choices (raises ValueError with a message when incomplete)."""
         layer = self._slide.value
@@ -173,7 +148,7 @@ class AnalyseWidget(Container):
         return AnalysisRequest(
             slide_path=meta["path"],
             model_dir=MODELS.path(self._model.value),
-            scope=self._scope_for(layer),
+            scope=scope_for(self._viewer, self._scope.value, layer, self._shapes.value),
             encoder=encoder,
             mpp=mpp,
             device=self._device.value,
@@ -285,11 +260,7 @@ class AnalyseWidget(Container):
 
     # -- layers ---------------------------------------------------------------------------------
     def _find_layer(self, slide_path: str, kind: str) -> Any:
-        for layer in self._viewer.layers:
-            tag = layer.metadata.get(METADATA_KEY)
-            if tag and tag.get("slide") == slide_path and tag.get("kind") == kind:
-                return layer
-        return None
+        return find_layer(self._viewer, slide_path, kind)
 
     def _layer_steps(self, result: RegionAnalysis, layers: list[Any]) -> list[Callable[[], None]]:
         """One GUI step per layer to add or update in place, then removal of stale ones."""
@@ -301,10 +272,7 @@ class AnalyseWidget(Container):
             steps.append(lambda d=data, k=kwargs, t=kind: self._put_layer(result, d, k, t, offset))
 
         def finish() -> None:
-            for tag in ("attention", "score", "top_tiles"):
-                stale = self._find_layer(result.request.slide_path, tag)
-                if tag not in wanted and stale is not None:
-                    self._viewer.layers.remove(stale)
+            remove_stale(self._viewer, result.request.slide_path, {"attention", "score", "top_tiles"}, wanted)
             self._top_index = -1
             if slide_layer is not None and slide_layer in self._viewer.layers:
                 self._viewer.layers.selection.active = slide_layer
@@ -314,27 +282,11 @@ class AnalyseWidget(Container):
     def _put_layer(
         self, result: RegionAnalysis, data: Any, kwargs: dict[str, Any], kind: str, offset: np.ndarray
     ) -> None:
-        existing = self._find_layer(result.request.slide_path, kwargs["metadata"][METADATA_KEY]["kind"])
-        if kind == "image":
-            kwargs = {**kwargs, "translate": tuple(np.asarray(kwargs["translate"]) + offset)}
-            if existing is None:
-                self._viewer.add_image(data, **kwargs)
-            else:
-                existing.data = data
-                existing.scale, existing.translate = kwargs["scale"], kwargs["translate"]
-                existing.name = kwargs["name"]
-            return
-        if existing is None:
-            layer = self._viewer.add_shapes(data, translate=tuple(offset), **kwargs)
+        layer, created = put_layer(self._viewer, result.request.slide_path, data, kwargs, kind, offset)
+        if created and kind == "shapes":
             layer.events.highlight.connect(self._on_top_tile_selected)
             layer.bind_key(".", lambda _ly: self.step_top_tile(+1), overwrite=True)
             layer.bind_key(",", lambda _ly: self.step_top_tile(-1), overwrite=True)
-        else:
-            existing.selected_data = set()
-            existing.data = [(rect, "rectangle") for rect in data]
-            existing.features = kwargs["features"]
-            existing.translate = tuple(offset)
-            existing.name = kwargs["name"]
 
     def top_tiles_layer(self) -> Any:
         result = self.current_result()

@@ -1,0 +1,79 @@
+"""Putting result layers into a viewer, tagged so a re-run updates them in place (shared by the
+Analyse and Robustness widgets), and the scope a user chose (visible region / shapes / whole)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..analysis import visible_rect_um
+from ..analysis.maps import METADATA_KEY
+from ..tiling import Scope
+from .layer_geometry import shapes_to_polygons_um, slide_origin_um
+
+SCOPES = ("visible region", "selected shapes", "whole slide")
+
+
+def camera_of(viewer: Any) -> Any:
+    """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
+def scope_for(viewer: Any, kind: str, slide_layer: Any, shapes_layer: Any = None) -> Scope:
+    """The :class:`Scope` (µm relative to the slide's origin) for one of :data:`SCOPES`."""
+    offset = slide_origin_um(slide_layer)
+    if kind == "whole slide":
+        return Scope.whole()
+    if kind == "visible region":
+        camera = camera_of(viewer)
+        y0, x0, y1, x1 = visible_rect_um(tuple(camera.center), tuple(viewer.canvas.size), camera.zoom)
+        return Scope.rect(y0 - offset[0], x0 - offset[1], y1 - offset[0], x1 - offset[1])
+    if shapes_layer is None or len(shapes_layer.data) == 0:
+        raise ValueError("Draw a polygon or rectangle in a Shapes layer and pick it as the Shapes layer.")
+    return Scope.polygons(shapes_to_polygons_um(shapes_layer, offset))
+
+
+def find_layer(viewer: Any, slide_path: str, kind: str) -> Any:
+    """The result layer of ``kind`` for ``slide_path`` (None when there is none yet)."""
+    for layer in viewer.layers:
+        tag = layer.metadata.get(METADATA_KEY)
+        if tag and tag.get("slide") == slide_path and tag.get("kind") == kind:
+            return layer
+    return None
+
+
+def put_layer(
+    viewer: Any, slide_path: str, data: Any, kwargs: dict[str, Any], layer_type: str, offset: np.ndarray
+) -> tuple[Any, bool]:
+    """Add an image or rectangle-shapes result layer, or update the existing one in place; returns
+    (layer, created). ``kwargs`` positions are relative to the slide; ``offset`` is its origin."""
+    existing = find_layer(viewer, slide_path, kwargs["metadata"][METADATA_KEY]["kind"])
+    if layer_type == "image":
+        kwargs = {**kwargs, "translate": tuple(np.asarray(kwargs["translate"]) + offset)}
+        if existing is None:
+            return viewer.add_image(data, **kwargs), True
+        existing.data = data
+        existing.scale, existing.translate = kwargs["scale"], kwargs["translate"]
+        existing.name = kwargs["name"]
+        for key in ("contrast_limits", "colormap"):
+            if key in kwargs:
+                setattr(existing, key, kwargs[key])
+        return existing, False
+    if existing is None:
+        return viewer.add_shapes(data, translate=tuple(offset), **kwargs), True
+    existing.selected_data = set()
+    existing.data = [(rect, "rectangle") for rect in data]
+    existing.features = kwargs["features"]
+    existing.translate = tuple(offset)
+    existing.name = kwargs["name"]
+    return existing, False
+
+
+def remove_stale(viewer: Any, slide_path: str, kinds: set[str], keep: set[str]) -> None:
+    """Remove this slide's result layers of ``kinds`` that are not in ``keep``."""
+    for kind in kinds - keep:
+        stale = find_layer(viewer, slide_path, kind)
+        if stale is not None:
+            viewer.layers.remove(stale)
