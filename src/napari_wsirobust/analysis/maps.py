@@ -42,6 +42,11 @@ def score_colormap() -> Any:
     return _ramp("wsirobust-score", [(0.15, 0.3, 0.85), (0.95, 0.95, 0.95), (0.85, 0.1, 0.1)])
 
 
+def drift_colormap() -> Any:
+    """Transparent background, then pale yellow -> orange -> dark red for rising embedding drift."""
+    return _ramp("wsirobust-drift", [(1.0, 0.95, 0.6), (0.98, 0.6, 0.15), (0.8, 0.15, 0.05), (0.4, 0.0, 0.1)])
+
+
 def grid_image(
     grid: TileGrid, values: np.ndarray
 ) -> tuple[np.ndarray, tuple[float, float], tuple[float, float]]:
@@ -78,8 +83,13 @@ def score_class(result: RegionAnalysis) -> int:
     return result.prediction.label_index or 1
 
 
+def layer_metadata(slide_path: str, kind: str) -> dict[str, Any]:
+    """The tag that lets a widget find (and update in place) a slide's result layer of ``kind``."""
+    return {METADATA_KEY: {"slide": slide_path, "kind": kind}}
+
+
 def _metadata(result: RegionAnalysis, kind: str) -> dict[str, Any]:
-    return {METADATA_KEY: {"slide": result.request.slide_path, "kind": kind}}
+    return layer_metadata(result.request.slide_path, kind)
 
 
 def analysis_layers(result: RegionAnalysis, top_k: int = 8, name: str | None = None) -> list[LayerData]:

@@ -161,11 +161,14 @@ def write_diagnostics(diag: CohortDiagnostics, folder: str | os.PathLike[str]) -
     return paths
 
 
-def projection_figure(diag: CohortDiagnostics) -> Any:
-    """Two scatter panels of the slide-embedding PCA: coloured by site, and by label."""
+def projection_figure(diag: CohortDiagnostics, figure: Any = None) -> Any:
+    """Two scatter panels of the slide-embedding PCA, coloured by site and by label (drawn into
+    ``figure`` when given, e.g. a widget's canvas, else into a new one)."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(8, 3.6), tight_layout=True)
+    if figure is None:
+        figure = Figure(figsize=(8, 3.6), tight_layout=True)
+    figure.clear()
     for ax, values, title in zip(
         figure.subplots(1, 2), (diag.slide_sites, diag.slide_labels), ("by site", "by label")
     ):

@@ -1,0 +1,349 @@
+"""Robustness dock widget: scanner-swap what-if on a scope (drift layers, predictions by profile) and
+cohort diagnostics (robustness index, site predictability, per-site metrics, projection plot).
+
+Thin: the compute is :mod:`napari_wsirobust.diagnostics`; this module runs it in napari workers and
+moves the results into layers, tables and a matplotlib canvas.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    ProgressBar,
+    PushButton,
+    RadioButtons,
+    Table,
+)
+from napari.utils.notifications import show_error, show_info
+
+from .._atomic import atomic_write_csv, atomic_write_text
+from ..analysis import AnalysisProgress, AnalysisRequest, Resources
+from ..analysis.jobs import Outcome, guarded
+from ..analysis.maps import METADATA_KEY
+from ..analysis.models import MODELS
+from ..diagnostics.cohort import CohortDiagnostics, diagnose_cohort, projection_figure, write_diagnostics
+from ..diagnostics.layers import whatif_layers
+from ..diagnostics.stain import combine_profiles, estimate_slide_profile
+from ..diagnostics.whatif import WhatIfResult, load_profiles, save_profiles, scanner_whatif
+from ..io.slide import LAYER_METADATA_KEY
+from ..mil.data import load_bags, read_cohort_table
+from ..mil.workflow import extract_config_for
+from .layer_geometry import slide_origin_um
+from .result_layers import SCOPES, put_layer, remove_stale, scope_for
+from .slide_info import slide_layers
+
+if TYPE_CHECKING:
+    import napari
+
+
+def estimate_profiles_job(cohort_csv: Path, out: Path) -> Generator[AnalysisProgress, None, Path]:
+    """Profile every slide of a cohort, pool them per site, save the JSON; yields per slide."""
+    table = read_cohort_table(cohort_csv)
+    by_site: dict[str, list[Any]] = {}
+    for i, row in enumerate(table.rows, 1):
+        by_site.setdefault(row.site, []).append(estimate_slide_profile(row.path, seed=i))
+        yield AnalysisProgress("profiling", i, len(table), f"profiled {Path(row.path).name} ({row.site})")
+    return save_profiles({site: combine_profiles(p) for site, p in sorted(by_site.items())}, out)
+
+
+def cohort_job(
+    cohort_csv: Path, model_dir: str, resources: Resources
+) -> Generator[Any, None, CohortDiagnostics]:
+    """Embed (cached) and diagnose a cohort with one head; yields per slide."""
+    head = resources.head(model_dir)
+    table = read_cohort_table(cohort_csv, label_names=head.label_names)
+    extract = extract_config_for(head, None)
+    bags = []
+    for i, row in enumerate(table.rows, 1):
+        bags += load_bags(table, [row], extract, views=())
+        yield AnalysisProgress("embedding", i, len(table), f"features of {Path(row.path).name}")
+    return diagnose_cohort(head, bags)
+
+
+class RobustnessWidget(Container):
+    """Scanner-swap what-if with drift layers, and cohort robustness diagnostics."""
+
+    def __init__(self, viewer: napari.Viewer) -> None:
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        from ..encoders.model import import_backends
+
+        import_backends()  # timm imported on the main thread, safely (see import_backends)
+        self._viewer = viewer
+        self._resources = Resources()
+        self._worker: Any = None
+        self._cancel_event = threading.Event()
+        self.whatif: WhatIfResult | None = None
+        self.cohort: CohortDiagnostics | None = None
+
+        self._slide = ComboBox(label="Slide layer", choices=self._slide_choices)
+        self._model = ComboBox(label="MIL model", choices=lambda _w=None: MODELS.names())
+        self._profiles = FileEdit(label="Scanner profiles", mode="r", filter="*.json")
+        self._cohort_csv = FileEdit(label="Cohort CSV", mode="r", filter="*.csv")
+        self._estimate = PushButton(text="Estimate profiles from the cohort")
+        self._scope = RadioButtons(label="Scope", choices=SCOPES, value=SCOPES[0])
+        self._shapes = ComboBox(label="Shapes layer", choices=self._shapes_choices, nullable=True)
+        self._run = PushButton(text="Run scanner-swap what-if")
+        self._diagnose = PushButton(text="Run cohort diagnostics")
+        self._cancel = PushButton(text="Cancel", enabled=False)
+        self._progress = ProgressBar(label="Progress", value=0, max=1, visible=False)
+        self._status = Label(value="Choose profiles (or a cohort to estimate them) and run.")
+        self._status.native.setWordWrap(True)
+        self._table = Table(value=[], label="Predictions by profile")
+        self._table.read_only = True
+        self._spread = Label(value="")
+        self._metrics = Table(value=[], label="Cohort metrics")
+        self._metrics.read_only = True
+        self.figure = Figure(figsize=(5, 2.6), tight_layout=True)
+        self._canvas = FigureCanvasQTAgg(self.figure)
+        self._canvas.setMinimumHeight(220)
+        self._plot_box = Container(labels=False)
+        self._plot_box.native.layout().addWidget(self._canvas)
+        self._export_dir = FileEdit(label="Export folder", mode="d", value=str(Path.home()))
+        self._export = PushButton(text="Export PNG + JSON + CSV")
+        for table, height in ((self._table, 150), (self._metrics, 180)):
+            table.native.setMinimumHeight(height)
+        super().__init__(
+            widgets=[
+                self._slide, self._model, self._profiles, self._cohort_csv, self._estimate, self._scope,
+                self._shapes, self._run, self._diagnose, self._cancel, self._progress, self._status,
+                self._table, self._spread, self._metrics, self._plot_box, self._export_dir, self._export,
+            ]
+        )  # fmt: skip
+        self._estimate.changed.connect(lambda _v=None: self.estimate_profiles())
+        self._run.changed.connect(lambda _v=None: self.run_whatif())
+        self._diagnose.changed.connect(lambda _v=None: self.run_cohort())
+        self._cancel.changed.connect(lambda _v=None: self.cancel())
+        self._export.changed.connect(lambda _v=None: self.export(Path(str(self._export_dir.value))))
+        viewer.layers.events.inserted.connect(self._refresh_choices)
+        viewer.layers.events.removed.connect(self._refresh_choices)
+
+    # -- choices --------------------------------------------------------------------------------
+    def _slide_choices(self, _w: Any = None) -> list[tuple[str, Any]]:
+        return [(layer.name, layer) for layer in slide_layers(self._viewer)]
+
+    def _shapes_choices(self, _w: Any = None) -> list[tuple[str, Any]]:
+        import napari
+
+        return [(ly.name, ly) for ly in self._viewer.layers if isinstance(ly, napari.layers.Shapes)
+                and METADATA_KEY not in ly.metadata]  # fmt: skip
+
+    def _refresh_choices(self, _event: Any = None) -> None:
+        self._slide.reset_choices()
+        self._shapes.reset_choices()
+
+    # -- workers --------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    def _start(self, job: Generator[Any, None, Any], done: Callable[[Any], None], message: str) -> Any:
+        if self.running:
+            show_info("A diagnostic is already running; cancel it first.")
+            return None
+        from napari.qt.threading import create_worker
+
+        self._cancel_event = threading.Event()
+        guarded_job = guarded(job, self._cancel_event)
+
+        def work() -> Any:
+            return (yield from guarded_job)
+
+        worker = create_worker(work)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(lambda outcome: self._on_returned(outcome, done))
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._set_running(True)
+        self._status.value = message
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        if self.running:
+            self._cancel_event.set()
+            self._status.value = "Cancelling ..."
+
+    def _set_running(self, running: bool) -> None:
+        for button in (self._run, self._diagnose, self._estimate):
+            button.enabled = not running
+        self._cancel.enabled = running
+        self._progress.visible = running
+        self._progress.value = 0
+
+    def _on_progress(self, progress: AnalysisProgress) -> None:
+        self._progress.max = max(1, int(progress.total))
+        self._progress.value = min(int(progress.done), self._progress.max)
+        if progress.message:
+            self._status.value = progress.message
+
+    def _on_returned(self, outcome: Outcome[Any], done: Callable[[Any], None]) -> None:
+        if outcome.cancelled:
+            self._status.value = "Cancelled: nothing was changed."
+        elif outcome.error or outcome.value is None:
+            self._status.value = "Failed (see the notification)."
+            show_error(outcome.error or "the diagnostic produced no result")
+        else:
+            done(outcome.value)
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self._set_running(False)
+
+    # -- profiles -------------------------------------------------------------------------------
+    def estimate_profiles(self) -> Any:
+        csv = Path(str(self._cohort_csv.value))
+        if not csv.is_file():
+            show_error("Choose a cohort CSV (path, label, site/scanner) to estimate scanner profiles from.")
+            return None
+        out = csv.with_name(f"{csv.stem}_profiles.json")
+
+        def done(path: Path) -> None:
+            self._profiles.value = str(path)
+            self._status.value = f"Scanner profiles saved to {path}"
+
+        return self._start(
+            estimate_profiles_job(csv, out), done, f"Estimating scanner profiles from {csv.name} ..."
+        )
+
+    # -- what-if --------------------------------------------------------------------------------
+    def run_whatif(self) -> Any:
+        """Start the what-if on the chosen scope; returns the worker (None when refused)."""
+        layer = self._slide.value
+        try:
+            if layer is None:
+                raise ValueError("Open a slide first.")
+            if self._model.value is None:
+                raise ValueError("Choose a MIL model.")
+            profiles_path = Path(str(self._profiles.value))
+            if not profiles_path.is_file():
+                raise ValueError("Choose a scanner profiles file, or estimate one from a cohort CSV.")
+            profiles = load_profiles(profiles_path)
+            meta = layer.metadata[LAYER_METADATA_KEY]
+            mpp = (meta["mpp_x"], meta["mpp_y"]) if meta.get("mpp_source") == "override" else None
+            request = AnalysisRequest(
+                slide_path=meta["path"],
+                model_dir=MODELS.path(self._model.value),
+                scope=scope_for(self._viewer, self._scope.value, layer, self._shapes.value),
+                mpp=mpp,
+            )
+        except (ValueError, KeyError, OSError) as exc:
+            show_error(str(exc).strip("'\""))
+            return None
+        job = scanner_whatif(request, profiles, self._resources)
+        return self._start(
+            job, self._show_whatif, f"Scanner-swap what-if on {layer.name} ({len(profiles)} profiles) ..."
+        )
+
+    def _show_whatif(self, result: WhatIfResult) -> None:
+        self.whatif = result
+        slide_layer = self._slide.value
+        path = result.base.request.slide_path
+        offset = slide_origin_um(slide_layer) if slide_layer is not None else np.zeros(2)
+        wanted = set()
+        for data, kwargs, layer_type in whatif_layers(result, slide_layer.name if slide_layer else None):
+            wanted.add(kwargs["metadata"][METADATA_KEY]["kind"])
+            put_layer(self._viewer, path, data, kwargs, layer_type, offset)
+        existing = {
+            ly.metadata[METADATA_KEY]["kind"]
+            for ly in self._viewer.layers
+            if ly.metadata.get(METADATA_KEY, {}).get("slide") == path
+            and ly.metadata[METADATA_KEY]["kind"].startswith(("drift:", "flips:"))
+        }
+        remove_stale(self._viewer, path, existing, wanted)
+        if slide_layer is not None:
+            self._viewer.layers.selection.active = slide_layer
+        rows = result.table()
+        columns = list(rows[0])
+        data = [[_cell(r[c]) for c in columns] for r in rows]
+        self._table.value = {"data": data, "index": list(range(len(data))), "columns": columns}
+        label = result.base.predicted_label
+        self._spread.value = (
+            f"Spread of p({label}) across profiles: <b>{result.spread:.3f}</b> "
+            f"({len(result.base.grid)} tiles)"
+        )
+        self._status.value = "What-if done: one drift layer per profile (flipped tiles marked in magenta)."
+
+    # -- cohort ---------------------------------------------------------------------------------
+    def run_cohort(self) -> Any:
+        csv = Path(str(self._cohort_csv.value))
+        if not csv.is_file():
+            show_error("Choose a cohort CSV for the cohort diagnostics.")
+            return None
+        if self._model.value is None:
+            show_error("Choose a MIL model.")
+            return None
+        job = cohort_job(csv, MODELS.path(self._model.value), self._resources)
+        return self._start(job, self._show_cohort, f"Cohort diagnostics on {csv.name} ...")
+
+    def _show_cohort(self, diag: CohortDiagnostics) -> None:
+        self.cohort = diag
+        rows = [
+            ["slides / sites", f"{diag.n_slides} / {len(diag.sites)} (chance {diag.chance:.2f})"],
+            ["robustness index, tiles", f"{_cell(diag.tile_robustness_index)} (k={diag.tile_k})"],
+            ["robustness index, slides", f"{_cell(diag.slide_robustness_index)} (k={diag.slide_k})"],
+            ["site predictability, embeddings", _cell(diag.site_predictability_embeddings)],
+            ["site predictability, head", _cell(diag.site_predictability_head)],
+        ]
+        rows += [
+            [
+                f"{m.site}: AUC / bal. acc. / ECE",
+                f"{_cell(m.auc)} / {_cell(m.balanced_accuracy)} / {_cell(m.ece)}",
+            ]
+            for m in diag.per_site
+        ]
+        self._metrics.value = {"data": rows, "index": list(range(len(rows))), "columns": ["metric", "value"]}
+        projection_figure(diag, self.figure)
+        self._canvas.draw_idle()
+        self._status.value = f"Cohort diagnostics done ({diag.n_slides} slides)."
+
+    # -- export ---------------------------------------------------------------------------------
+    def export(self, folder: Path) -> list[Path]:
+        """What-if table (CSV + JSON) and canvas PNG, cohort diagnostics (JSON, CSV, projection PNG)."""
+        if self.whatif is None and self.cohort is None:
+            show_error("Nothing to export: run the what-if or the cohort diagnostics first.")
+            return []
+        paths: list[Path] = []
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if self.whatif is not None:
+                rows = self.whatif.table()
+                stem = Path(self.whatif.base.slide_name).stem
+                paths.append(
+                    atomic_write_csv(
+                        folder / f"{stem}_whatif.csv", list(rows[0]), ([r[c] for c in rows[0]] for r in rows)
+                    )
+                )
+                payload = {
+                    "slide": self.whatif.base.request.slide_path,
+                    "spread": self.whatif.spread,
+                    "profiles": rows,
+                }
+                paths.append(atomic_write_text(folder / f"{stem}_whatif.json", json.dumps(payload, indent=2)))
+                png = folder / f"{stem}_drift_view.png"
+                self._viewer.screenshot(str(png), canvas_only=True, flash=False)
+                paths.append(png)
+            if self.cohort is not None:
+                paths += write_diagnostics(self.cohort, folder)
+        except (OSError, ValueError) as exc:
+            show_error(f"Export failed: {exc}")
+            return []
+        show_info(f"Exported {len(paths)} files to {folder}")
+        return paths
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "n/a" if value != value else f"{value:.3f}"
+    return str(value)

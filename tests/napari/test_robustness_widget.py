@@ -1,0 +1,137 @@
+"""The Robustness widget in a real viewer (pytest-qt, under Xvfb): profiles estimated from a cohort,
+the scanner-swap what-if creating drift layers aligned in µm, cancel, cohort diagnostics, export."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+
+from napari_wsirobust.analysis.maps import METADATA_KEY  # noqa: E402
+from napari_wsirobust.synthetic import SyntheticSlideSpec, TissueSpec, write_synthetic_slide  # noqa: E402
+from napari_wsirobust.widgets import robustness as robustness_module  # noqa: E402
+from napari_wsirobust.widgets.robustness import RobustnessWidget  # noqa: E402
+
+pytestmark = pytest.mark.napari
+TIMEOUT_MS = 240_000
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A scanner-B tumour slide to analyse, and a 6-slide cohort CSV on scanners A and C."""
+    folder = tmp_path_factory.mktemp("robustness")
+    tissue = TissueSpec(seed=61, tumour=True, width=1024, height=768, tumour_fraction=0.4, atypia=1.0)
+    analysed = folder / "analysed_B.tiff"
+    write_synthetic_slide(SyntheticSlideSpec.make(tissue, "B"), analysed)
+    rows = []
+    for i in range(6):
+        scanner, tumour = "AC"[i % 2], i < 4 and i % 4 < 2 or i == 5
+        spec = TissueSpec(seed=70 + i, tumour=tumour, width=768, height=512, tumour_fraction=0.4, atypia=1.0)
+        path = folder / f"c{i}_{scanner}.tiff"
+        write_synthetic_slide(SyntheticSlideSpec.make(spec, scanner), path)
+        rows.append([path.name, "tumour" if tumour else "normal", scanner, f"p{i}", "test"])
+    csv_path = folder / "cohort.csv"
+    with open(csv_path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "scanner", "patient", "split"])
+        writer.writerows(rows)
+    return analysed, csv_path
+
+
+@pytest.fixture
+def setup(make_napari_viewer, cohort, monkeypatch: pytest.MonkeyPatch):
+    errors: list[str] = []
+    monkeypatch.setattr(robustness_module, "show_error", errors.append)
+    viewer = make_napari_viewer()
+    analysed, csv_path = cohort
+    (slide_layer,) = viewer.open(str(analysed), plugin="napari-wsirobust")
+    widget = RobustnessWidget(viewer)
+    viewer.window.add_dock_widget(widget, area="right")
+    widget._cohort_csv.value = str(csv_path)
+    return viewer, widget, slide_layer, errors
+
+
+def _wait(qtbot, widget: RobustnessWidget, worker) -> None:  # type: ignore[no-untyped-def]
+    assert worker is not None
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+
+
+def _drift_layers(viewer) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    return {
+        ly.metadata[METADATA_KEY]["kind"]: ly
+        for ly in viewer.layers
+        if ly.metadata.get(METADATA_KEY, {}).get("kind", "").startswith(("drift:", "flips:"))
+    }
+
+
+def test_profiles_whatif_layers_in_um_and_export(qtbot, setup, tmp_path: Path) -> None:
+    viewer, widget, slide_layer, errors = setup
+    _wait(qtbot, widget, widget.estimate_profiles())
+    assert not errors, errors
+    assert Path(str(widget._profiles.value)).name == "cohort_profiles.json"
+
+    widget._scope.value = "whole slide"
+    _wait(qtbot, widget, widget.run_whatif())
+    assert not errors, errors
+    result = widget.whatif
+    assert result is not None and [o.name for o in result.outcomes] == ["A", "C"]
+    layers = _drift_layers(viewer)
+    assert {"drift:A", "drift:C"} <= set(layers)
+    grid = result.base.grid
+    for name in ("A", "C"):
+        layer = layers[f"drift:{name}"]
+        stride_um = grid.stride_level0[0] * grid.mpp[0]
+        assert tuple(layer.scale) == pytest.approx((stride_um, stride_um))
+        assert [str(u) for u in layer.units] == ["micrometer", "micrometer"]
+        # every tile centre (µm, slide frame) lands on its grid cell, whose value is that tile's drift
+        cells = [np.round(layer.world_to_data(c)).astype(int) for c in grid.centres_um]
+        values = np.array([layer.data[r, c] for r, c in cells])
+        outcome = next(o for o in result.outcomes if o.name == name)
+        np.testing.assert_allclose(values, np.clip(outcome.drift, 1e-4, None), rtol=1e-5)
+    assert widget._table.shape[0] == 3  # original + two profiles
+    assert "Spread" in widget._spread.value
+
+    # re-running updates in place (no pile-up)
+    n_layers = len(viewer.layers)
+    _wait(qtbot, widget, widget.run_whatif())
+    assert len(viewer.layers) == n_layers
+
+    paths = widget.export(tmp_path / "export")
+    names = {p.name for p in paths}
+    assert {"analysed_B_whatif.csv", "analysed_B_whatif.json", "analysed_B_drift_view.png"} <= names
+
+
+def test_cancel_leaves_no_layers_and_widget_usable(qtbot, setup, tmp_path: Path) -> None:
+    viewer, widget, slide_layer, errors = setup
+    _wait(qtbot, widget, widget.estimate_profiles())
+    widget._scope.value = "whole slide"
+    worker = widget.run_whatif()
+    # cancel mid-run: once the first profile's tiles have been re-rendered and embedded
+    qtbot.waitUntil(lambda: "profile A" in widget._status.value, timeout=TIMEOUT_MS)
+    widget.cancel()
+    _wait(qtbot, widget, worker)
+    assert not _drift_layers(viewer) and widget.whatif is None
+    assert "Cancelled" in widget._status.value
+    assert widget._run.enabled and not widget._cancel.enabled
+
+
+def test_cohort_diagnostics_and_refusals(qtbot, setup, tmp_path: Path) -> None:
+    viewer, widget, slide_layer, errors = setup
+    _wait(qtbot, widget, widget.run_cohort())
+    assert not errors, errors
+    diag = widget.cohort
+    assert diag is not None and diag.n_slides == 6 and diag.sites == ["A", "C"]
+    assert widget._metrics.shape[0] == 5 + 3  # five headline rows + all/A/C
+    assert len(widget.figure.axes) == 2 and all(ax.collections for ax in widget.figure.axes)
+    paths = widget.export(tmp_path / "cohort-export")
+    assert {"diagnostics.json", "per_site.csv", "projection.png"} <= {p.name for p in paths}
+
+    widget._profiles.value = str(tmp_path / "missing.json")
+    assert widget.run_whatif() is None and "profiles" in errors[-1]
+    widget._cohort_csv.value = str(tmp_path / "missing.csv")
+    assert widget.run_cohort() is None and "cohort CSV" in errors[-1]
+    assert not widget.running
