@@ -176,25 +176,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
-    from .diagnostics.cohort import diagnose_cohort, write_diagnostics
+    from .diagnostics.cohort import diagnose_cohort_csv, write_diagnostics
     from .mil.checkpoint import CheckpointError
-    from .mil.data import CohortError, load_bags, read_cohort_table
+    from .mil.data import CohortError
     from .mil.predict import TrainedHead
-    from .mil.workflow import extract_config_for
+    from .mil.workflow import drive
 
+    splits = [s.strip() for s in args.splits.split(",")] if args.splits else None
     try:
         head = TrainedHead.load(args.model)
-        table = read_cohort_table(args.cohort, label_names=head.label_names)
+        diag = drive(diagnose_cohort_csv(args.cohort, head, splits, args.cache, args.device))
     except (CheckpointError, CohortError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    splits = [s.strip() for s in args.splits.split(",")] if args.splits else None
-    rows = [r for r in table.rows if splits is None or r.split in splits]
-    if len(rows) < 2:
-        print(f"error: {len(rows)} slide(s) in splits {args.splits}; need at least two", file=sys.stderr)
-        return 2
-    extract = extract_config_for(head, args.cache, args.device)
-    diag = diagnose_cohort(head, load_bags(table, rows, extract, views=()))
     paths = write_diagnostics(diag, args.out)
     print(
         f"{diag.n_slides} slides, {len(diag.sites)} sites (chance {diag.chance:.2f}): robustness index tiles "
@@ -208,6 +202,20 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
             f"bal.acc {m.balanced_accuracy:.3f}  ECE {m.ece:.3f}"
         )
     print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _cmd_profiles(args: argparse.Namespace) -> int:
+    from .diagnostics.whatif import estimate_cohort_profiles
+    from .mil.data import CohortError
+    from .mil.workflow import drive
+
+    try:
+        path = drive(estimate_cohort_profiles(args.cohort, args.out), lambda p: print(p.message))
+    except (CohortError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
     return 0
 
 
@@ -336,6 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=None, help="feature cache folder")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_diagnose)
+
+    p = sub.add_parser("profiles", help="estimate a colour/stain profile per scanner/site of a cohort")
+    p.add_argument("cohort", help="cohort CSV (path, label, site/scanner)")
+    p.add_argument("--out", default="profiles.json", help="profiles JSON (used by the what-if)")
+    p.set_defaults(func=_cmd_profiles)
 
     p = sub.add_parser("benchmark-shortcut", help="the scanner-shortcut benchmark (plain vs robust heads)")
     p.add_argument("--out", required=True, help="folder for shortcut_benchmark.json/.md")

@@ -61,3 +61,26 @@ def test_diagnose_refuses_bad_inputs(
         str(tmp_path),
     ]
     assert main(args) == 2 and "need at least two" in capsys.readouterr().err
+
+
+def test_profiles_cli_writes_loadable_site_profiles(cohort_csv: Path, tmp_path: Path) -> None:
+    from napari_wsirobust.diagnostics.stain import angle_degrees
+    from napari_wsirobust.diagnostics.whatif import load_profiles
+    from napari_wsirobust.synthetic.profiles import SCANNER_PROFILES
+
+    out = tmp_path / "profiles.json"
+    assert main(["profiles", str(cohort_csv), "--out", str(out)]) == 0
+    profiles = load_profiles(out)
+    assert sorted(profiles) == ["A", "B"]
+
+    def distance(profile, scanner: str) -> float:  # type: ignore[no-untyped-def]
+        truth = SCANNER_PROFILES[scanner]
+        return angle_degrees(profile.hematoxylin_od, truth.hematoxylin_od) + angle_degrees(
+            profile.eosin_od, truth.eosin_od
+        )
+
+    # these small slides (few tiles each, atypical nuclei) give a coarser estimate than the 1024 x 768
+    # slides of test_stain (measured up to 4.1 degrees here): require the right nearest scanner
+    for site, profile in profiles.items():
+        assert min("ABC", key=lambda s: distance(profile, s)) == site
+    assert main(["profiles", str(tmp_path / "none.csv"), "--out", str(out)]) == 2

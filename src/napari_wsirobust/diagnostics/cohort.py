@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Generator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,31 @@ def diagnose_cohort(head: TrainedHead, bags: list[Bag], seed: int = 0) -> Cohort
         slide_sites=sites,
         slide_labels=labels,
     )
+
+
+def diagnose_cohort_csv(
+    cohort_csv: str | os.PathLike[str],
+    head: TrainedHead,
+    splits: list[str] | None = None,
+    cache_dir: str | None = None,
+    device: str = "auto",
+) -> Generator[Any, None, CohortDiagnostics]:
+    """Embed (cached) the slides of a cohort CSV (``splits``: only those) and diagnose them with
+    ``head``; yields progress per slide."""
+    from ..analysis.region import AnalysisProgress
+    from ..mil.data import CohortError, load_bags, read_cohort_table
+    from ..mil.workflow import extract_config_for
+
+    table = read_cohort_table(cohort_csv, label_names=head.label_names)
+    rows = [r for r in table.rows if splits is None or r.split in splits]
+    if len(rows) < 2:
+        raise CohortError(f"{len(rows)} slide(s) in splits {splits}; need at least two to diagnose")
+    extract = extract_config_for(head, cache_dir, device)
+    bags: list[Bag] = []
+    for i, row in enumerate(rows, 1):
+        bags += load_bags(table, [row], extract, views=())
+        yield AnalysisProgress("embedding", i, len(rows), f"features of {Path(row.path).name}")
+    return diagnose_cohort(head, bags)
 
 
 def write_diagnostics(diag: CohortDiagnostics, folder: str | os.PathLike[str]) -> list[Path]:

@@ -167,3 +167,18 @@ def save_profiles(profiles: Mapping[str, StainProfile], path: str | Path) -> Pat
         "profiles": {k: v.to_dict() for k, v in profiles.items()},
     }
     return atomic_write_text(path, json.dumps(payload, indent=2))
+
+
+def estimate_cohort_profiles(
+    cohort_csv: str | Path, out: str | Path
+) -> Generator[AnalysisProgress, None, Path]:
+    """Profile every slide of a cohort CSV, pool them per site and save the JSON; yields per slide."""
+    from ..mil.data import read_cohort_table
+    from .stain import combine_profiles
+
+    table = read_cohort_table(cohort_csv)
+    by_site: dict[str, list[StainProfile]] = {}
+    for i, row in enumerate(table.rows, 1):
+        by_site.setdefault(row.site, []).append(estimate_slide_profile(row.path, seed=i))
+        yield AnalysisProgress("profiling", i, len(table), f"profiled {Path(row.path).name} ({row.site})")
+    return save_profiles({site: combine_profiles(p) for site, p in sorted(by_site.items())}, out)

@@ -27,47 +27,20 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_info
 
 from .._atomic import atomic_write_csv, atomic_write_text
-from ..analysis import AnalysisProgress, AnalysisRequest, Resources
+from ..analysis import AnalysisError, AnalysisProgress, AnalysisRequest, Resources
 from ..analysis.jobs import Outcome, guarded
 from ..analysis.maps import METADATA_KEY
 from ..analysis.models import MODELS
-from ..diagnostics.cohort import CohortDiagnostics, diagnose_cohort, projection_figure, write_diagnostics
+from ..diagnostics.cohort import CohortDiagnostics, diagnose_cohort_csv, projection_figure, write_diagnostics
 from ..diagnostics.layers import whatif_layers
-from ..diagnostics.stain import combine_profiles, estimate_slide_profile
-from ..diagnostics.whatif import WhatIfResult, load_profiles, save_profiles, scanner_whatif
+from ..diagnostics.whatif import WhatIfResult, estimate_cohort_profiles, load_profiles, scanner_whatif
 from ..io.slide import LAYER_METADATA_KEY
-from ..mil.data import load_bags, read_cohort_table
-from ..mil.workflow import extract_config_for
 from .layer_geometry import slide_origin_um
 from .result_layers import SCOPES, put_layer, remove_stale, scope_for
 from .slide_info import slide_layers
 
 if TYPE_CHECKING:
     import napari
-
-
-def estimate_profiles_job(cohort_csv: Path, out: Path) -> Generator[AnalysisProgress, None, Path]:
-    """Profile every slide of a cohort, pool them per site, save the JSON; yields per slide."""
-    table = read_cohort_table(cohort_csv)
-    by_site: dict[str, list[Any]] = {}
-    for i, row in enumerate(table.rows, 1):
-        by_site.setdefault(row.site, []).append(estimate_slide_profile(row.path, seed=i))
-        yield AnalysisProgress("profiling", i, len(table), f"profiled {Path(row.path).name} ({row.site})")
-    return save_profiles({site: combine_profiles(p) for site, p in sorted(by_site.items())}, out)
-
-
-def cohort_job(
-    cohort_csv: Path, model_dir: str, resources: Resources
-) -> Generator[Any, None, CohortDiagnostics]:
-    """Embed (cached) and diagnose a cohort with one head; yields per slide."""
-    head = resources.head(model_dir)
-    table = read_cohort_table(cohort_csv, label_names=head.label_names)
-    extract = extract_config_for(head, None)
-    bags = []
-    for i, row in enumerate(table.rows, 1):
-        bags += load_bags(table, [row], extract, views=())
-        yield AnalysisProgress("embedding", i, len(table), f"features of {Path(row.path).name}")
-    return diagnose_cohort(head, bags)
 
 
 class RobustnessWidget(Container):
@@ -214,7 +187,7 @@ class RobustnessWidget(Container):
             self._status.value = f"Scanner profiles saved to {path}"
 
         return self._start(
-            estimate_profiles_job(csv, out), done, f"Estimating scanner profiles from {csv.name} ..."
+            estimate_cohort_profiles(csv, out), done, f"Estimating scanner profiles from {csv.name} ..."
         )
 
     # -- what-if --------------------------------------------------------------------------------
@@ -284,7 +257,12 @@ class RobustnessWidget(Container):
         if self._model.value is None:
             show_error("Choose a MIL model.")
             return None
-        job = cohort_job(csv, MODELS.path(self._model.value), self._resources)
+        try:
+            head = self._resources.head(MODELS.path(self._model.value))
+        except (AnalysisError, KeyError) as exc:
+            show_error(str(exc).strip("'\""))
+            return None
+        job = diagnose_cohort_csv(csv, head)
         return self._start(job, self._show_cohort, f"Cohort diagnostics on {csv.name} ...")
 
     def _show_cohort(self, diag: CohortDiagnostics) -> None:
