@@ -7,14 +7,17 @@
   directions; haematoxylin is the one absorbing more red (its OD has the larger red component).
 - Concentrations: least-squares unmixing with those vectors; their 50th and 99th percentiles.
 - Sharpness: variance of the Laplacian of the grey image over tissue (higher = crisper focus).
+- JPEG quality: from the quantisation tables in the file (:mod:`.jpeg`), when the tiles are JPEG.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy import ndimage
+
+from .jpeg import jpeg_quality_of_slide
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class StainProfile:
     concentration_p99: tuple[float, float]
     sharpness: float
     n_pixels: int
+    jpeg_quality: int | None = None  # of the slide's tiles, from the file's quantisation tables
 
     @property
     def stain_matrix(self) -> np.ndarray:
@@ -113,13 +117,16 @@ def estimate_slide_profile(path: str, n_tiles: int = 48, seed: int = 0) -> Stain
         raise ValueError(f"{path}: no tissue tiles to estimate a stain profile from")
     picks = np.random.default_rng(seed).permutation(len(grid))[:n_tiles]
     tiles = np.concatenate([read_tile(slide, grid, int(i))[..., :3] for i in sorted(picks)], axis=0)
-    return estimate_stain_profile(tiles, background=background, seed=seed)
+    profile = estimate_stain_profile(tiles, background=background, seed=seed)
+    quality = jpeg_quality_of_slide(path)
+    return replace(profile, jpeg_quality=quality.quality if quality is not None else None)
 
 
 def combine_profiles(profiles: list[StainProfile]) -> StainProfile:
     """One profile for a site from its slides' profiles: mean unit stain vectors, medians otherwise."""
     if not profiles:
         raise ValueError("no slide profiles to combine")
+    qualities = [p.jpeg_quality for p in profiles if p.jpeg_quality is not None]
 
     def unit_mean(vectors: list[tuple[float, float, float]]) -> tuple[float, float, float]:
         v = np.mean(np.asarray(vectors, dtype=np.float64), axis=0)
@@ -136,6 +143,7 @@ def combine_profiles(profiles: list[StainProfile]) -> StainProfile:
         concentration_p99=median([p.concentration_p99 for p in profiles]),  # type: ignore[arg-type]
         sharpness=float(np.median([p.sharpness for p in profiles])),
         n_pixels=int(sum(p.n_pixels for p in profiles)),
+        jpeg_quality=int(np.median(qualities)) if qualities else None,
     )
 
 

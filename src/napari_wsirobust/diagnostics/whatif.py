@@ -2,7 +2,8 @@
 
 The scope is analysed as usual (:func:`~napari_wsirobust.analysis.analyse_region`); then its tiles
 are re-rendered into each target colour profile (:func:`.swap.transfer_tile`, from the slide's own
-estimated profile), re-embedded and the head re-run. Per profile and tile:
+estimated profile; re-compressed at the target's JPEG quality when known), re-embedded and the head
+re-run. Focus blur is not matched (sharpness scores are not calibrated to a blur width). Per profile and tile:
 
 - drift = 1 - cosine similarity between the original and the swapped tile embedding,
 - attention change = swapped minus original attention percentile rank (-1..1),
@@ -105,7 +106,7 @@ def scanner_whatif(
         for p, (name, target) in enumerate(profiles.items()):
 
             def swap(tile: np.ndarray, _row: int, _col: int, target: StainProfile = target) -> np.ndarray:
-                return transfer_tile(tile, source, target)
+                return transfer_tile(tile, source, target, jpeg_quality=target.jpeg_quality)
 
             embedding = embed_tiles(slide, base.grid, encoder, batch_size=request.batch_size, transform=swap)
             while True:
