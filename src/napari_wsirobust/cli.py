@@ -211,7 +211,9 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
     from .mil.workflow import drive
 
     try:
-        path = drive(estimate_cohort_profiles(args.cohort, args.out), lambda p: print(p.message))
+        cohort = Path(args.cohort)
+        out = args.out or cohort.with_name(f"{cohort.stem}_profiles.json")
+        path = drive(estimate_cohort_profiles(cohort, out), lambda p: print(p.message))
     except (CohortError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -347,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("profiles", help="estimate a colour/stain profile per scanner/site of a cohort")
     p.add_argument("cohort", help="cohort CSV (path, label, site/scanner)")
-    p.add_argument("--out", default="profiles.json", help="profiles JSON (used by the what-if)")
+    p.add_argument("--out", default=None, help="profiles JSON (default: COHORT_profiles.json beside the CSV)")
     p.set_defaults(func=_cmd_profiles)
 
     p = sub.add_parser("benchmark-shortcut", help="the scanner-shortcut benchmark (plain vs robust heads)")

@@ -84,3 +84,5 @@ def test_profiles_cli_writes_loadable_site_profiles(cohort_csv: Path, tmp_path: 
     for site, profile in profiles.items():
         assert min("ABC", key=lambda s: distance(profile, s)) == site
     assert main(["profiles", str(tmp_path / "none.csv"), "--out", str(out)]) == 2
+    assert main(["profiles", str(cohort_csv)]) == 0  # default: saved with the cohort
+    assert load_profiles(cohort_csv.with_name("cohort_profiles.json")) == profiles
