@@ -45,7 +45,7 @@ def test_whatif_drift_is_small_for_the_own_profile_and_larger_for_others(slides,
         assert np.isclose(outcome.prediction.probabilities.sum(), 1.0)
         assert np.all(np.abs(outcome.attention_change) <= 1.0)
     own = np.median(by_name["B (own)"].drift)
-    # measured: median drift 0.009 (own), 0.042 (A), 0.082 (C)
+    # measured: median drift 0.009 (own), 0.037 (A), 0.118 (C)
     assert own < 0.5 * np.median(by_name["A"].drift) and own < 0.5 * np.median(by_name["C"].drift)
     table = result.table()
     assert [r["profile"] for r in table] == ["original", "A", "C", "B (own)"]
