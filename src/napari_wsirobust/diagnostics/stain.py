@@ -56,6 +56,21 @@ def estimate_background(rgb: np.ndarray) -> np.ndarray:
     return np.median(bright, axis=0)
 
 
+def tissue_sharpness(rgb: np.ndarray, tissue: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey image over the ``tissue`` pixels (higher = crisper)."""
+    grey = np.asarray(rgb, dtype=np.float64)[..., :3].mean(axis=2)
+    return float(ndimage.laplace(grey)[tissue].var())
+
+
+def tissue_pixels(
+    rgb: np.ndarray, background: np.ndarray | tuple[float, ...], od_threshold: float = 0.15
+) -> np.ndarray:
+    """(H, W) mask of pixels whose optical density against ``background`` exceeds ``od_threshold``."""
+    px = np.asarray(rgb, dtype=np.float64)[..., :3]
+    od = -np.log10(np.clip(px + 1.0, 1.0, None) / (np.asarray(background, dtype=np.float64) + 1.0))
+    return np.linalg.norm(od, axis=-1) > od_threshold
+
+
 def estimate_stain_profile(
     rgb: np.ndarray,
     background: np.ndarray | None = None,
@@ -88,16 +103,14 @@ def estimate_stain_profile(
     v1, v2 = (v / np.linalg.norm(v) for v in (v1, v2))
     h, e = (v1, v2) if v1[0] > v2[0] else (v2, v1)
     conc, *_ = np.linalg.lstsq(np.stack([h, e]).T, od_tissue.T, rcond=None)
-    grey = rgb.astype(np.float64).mean(axis=2)
-    laplace = ndimage.laplace(grey)
-    mask = tissue.reshape(rgb.shape[:2])
+    sharpness = tissue_sharpness(rgb, tissue.reshape(rgb.shape[:2]))
     return StainProfile(
         hematoxylin_od=tuple(float(v) for v in h),  # type: ignore[arg-type]
         eosin_od=tuple(float(v) for v in e),  # type: ignore[arg-type]
         background_rgb=tuple(float(v) for v in i0),  # type: ignore[arg-type]
         concentration_p50=tuple(float(v) for v in np.percentile(conc, 50, axis=1)),  # type: ignore[arg-type]
         concentration_p99=tuple(float(v) for v in np.percentile(conc, 99, axis=1)),  # type: ignore[arg-type]
-        sharpness=float(laplace[mask].var()),
+        sharpness=sharpness,
         n_pixels=int(tissue.sum()),
     )
 

@@ -14,7 +14,7 @@ import io
 import numpy as np
 from scipy import ndimage
 
-from .stain import StainProfile
+from .stain import StainProfile, tissue_pixels, tissue_sharpness
 
 
 def transfer_tile(
@@ -44,6 +44,30 @@ def transfer_tile(
     if jpeg_quality is not None:
         image = jpeg_roundtrip(image, jpeg_quality)
     return image
+
+
+def matching_blur_sigma(
+    tiles: np.ndarray, source: StainProfile, target: StainProfile, max_sigma: float = 3.0
+) -> float:
+    """Gaussian blur (pixels) that brings ``tiles`` (RGB, source profile), once re-coloured to the
+    target, down to the target profile's sharpness; 0 when they are already no sharper (blur cannot
+    be undone). Sharpness falls monotonically with blur, so the width is found by bisection."""
+    moved = transfer_tile(tiles, source, target).astype(np.float64)
+    tissue = tissue_pixels(moved, target.background_rgb)
+    if not tissue.any() or tissue_sharpness(moved, tissue) <= target.sharpness:
+        return 0.0
+
+    def blurred_sharpness(sigma: float) -> float:
+        image = np.stack([ndimage.gaussian_filter(moved[..., c], sigma) for c in range(3)], axis=-1)
+        return tissue_sharpness(image, tissue)
+
+    lo, hi = 0.0, max_sigma
+    if blurred_sharpness(hi) > target.sharpness:
+        return hi
+    for _ in range(14):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if blurred_sharpness(mid) > target.sharpness else (lo, mid)
+    return (lo + hi) / 2
 
 
 def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:

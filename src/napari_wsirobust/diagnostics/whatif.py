@@ -2,8 +2,9 @@
 
 The scope is analysed as usual (:func:`~napari_wsirobust.analysis.analyse_region`); then its tiles
 are re-rendered into each target colour profile (:func:`.swap.transfer_tile`, from the slide's own
-estimated profile; re-compressed at the target's JPEG quality when known), re-embedded and the head
-re-run. Focus blur is not matched (sharpness scores are not calibrated to a blur width). Per profile and tile:
+estimated profile; blurred to the target's sharpness, :func:`.swap.matching_blur_sigma`, calibrated
+on up to 16 of the scope's tiles; re-compressed at the target's JPEG quality when known), re-embedded
+and the head re-run. Per profile and tile:
 
 - drift = 1 - cosine similarity between the original and the swapped tile embedding,
 - attention change = swapped minus original attention percentile rank (-1..1),
@@ -25,8 +26,11 @@ from ..analysis.region import AnalysisProgress, AnalysisRequest, RegionAnalysis,
 from ..features.pipeline import embed_tiles
 from ..io import open_slide
 from ..mil.predict import BagPrediction
+from ..tiling import read_tile
 from .stain import StainProfile, estimate_slide_profile
-from .swap import transfer_tile
+from .swap import matching_blur_sigma, transfer_tile
+
+BLUR_SAMPLE_TILES = 16
 
 
 @dataclass(frozen=True)
@@ -103,10 +107,17 @@ def scanner_whatif(
     outcomes: list[ProfileOutcome] = []
     n = len(base.grid)
     with open_slide(request.slide_path, mpp=request.mpp) as slide:
+        picks = np.linspace(0, n - 1, min(n, BLUR_SAMPLE_TILES)).astype(int)
+        sample = np.concatenate([read_tile(slide, base.grid, int(i))[..., :3] for i in picks], axis=0)
         for p, (name, target) in enumerate(profiles.items()):
+            sigma = matching_blur_sigma(sample, source, target)
 
-            def swap(tile: np.ndarray, _row: int, _col: int, target: StainProfile = target) -> np.ndarray:
-                return transfer_tile(tile, source, target, jpeg_quality=target.jpeg_quality)
+            def swap(
+                tile: np.ndarray, _row: int, _col: int, target: StainProfile = target, sigma: float = sigma
+            ) -> np.ndarray:
+                return transfer_tile(
+                    tile, source, target, blur_sigma_px=sigma, jpeg_quality=target.jpeg_quality
+                )
 
             embedding = embed_tiles(slide, base.grid, encoder, batch_size=request.batch_size, transform=swap)
             while True:
