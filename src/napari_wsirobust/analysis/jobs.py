@@ -42,7 +42,10 @@ def user_message(exc: BaseException) -> str:
     if isinstance(exc, MemoryError):
         return "Out of memory: analyse a smaller region."
     text = str(exc).strip()
-    known = ("SlideError", "AnalysisError", "NoTissueError", "EncoderWeightsError", "MissingMPPError")
+    known = (
+        "SlideError", "AnalysisError", "NoTissueError", "EncoderWeightsError", "MissingMPPError",
+        "CohortError", "TrainingError", "AnnotationError", "CheckpointError",
+    )  # fmt: skip
     if any(cls.__name__ in known for cls in type(exc).__mro__):
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

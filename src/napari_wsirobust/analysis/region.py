@@ -90,10 +90,15 @@ class RegionAnalysis:
 
     def attention_rank(self) -> np.ndarray:
         """Attention as a percentile rank in (0, 1] (1 = most attended), comparable across bag sizes."""
-        n = len(self.attention)
-        ranks = np.empty(n, np.float32)
-        ranks[np.argsort(self.attention, kind="stable")] = np.arange(1, n + 1, dtype=np.float32) / n
-        return ranks
+        return percentile_rank(self.attention)
+
+
+def percentile_rank(values: np.ndarray) -> np.ndarray:
+    """Each value's rank as a fraction in (0, 1] (1 = largest; ties in order of appearance)."""
+    n = len(values)
+    ranks = np.empty(n, np.float32)
+    ranks[np.argsort(values, kind="stable")] = np.arange(1, n + 1, dtype=np.float32) / n
+    return ranks
 
 
 class Resources:

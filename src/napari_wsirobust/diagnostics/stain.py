@@ -62,13 +62,17 @@ def tissue_sharpness(rgb: np.ndarray, tissue: np.ndarray) -> float:
     return float(ndimage.laplace(grey)[tissue].var())
 
 
+def optical_density(rgb: np.ndarray, background: np.ndarray | tuple[float, ...]) -> np.ndarray:
+    """OD = -log10((I + 1) / (I0 + 1)) per channel of RGB pixels (any leading shape, last axis >= 3)."""
+    px = np.asarray(rgb, dtype=np.float64)[..., :3]
+    return -np.log10(np.clip(px + 1.0, 1.0, None) / (np.asarray(background, dtype=np.float64) + 1.0))
+
+
 def tissue_pixels(
     rgb: np.ndarray, background: np.ndarray | tuple[float, ...], od_threshold: float = 0.15
 ) -> np.ndarray:
     """(H, W) mask of pixels whose optical density against ``background`` exceeds ``od_threshold``."""
-    px = np.asarray(rgb, dtype=np.float64)[..., :3]
-    od = -np.log10(np.clip(px + 1.0, 1.0, None) / (np.asarray(background, dtype=np.float64) + 1.0))
-    return np.linalg.norm(od, axis=-1) > od_threshold
+    return np.linalg.norm(optical_density(rgb, background), axis=-1) > od_threshold
 
 
 def estimate_stain_profile(
@@ -84,8 +88,7 @@ def estimate_stain_profile(
     if rgb.ndim != 3 or rgb.shape[-1] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {rgb.shape}")
     i0 = estimate_background(rgb) if background is None else np.asarray(background, dtype=np.float64)
-    px = rgb.reshape(-1, 3).astype(np.float64)
-    od = -np.log10(np.clip(px + 1.0, 1.0, None) / (i0 + 1.0))
+    od = optical_density(rgb.reshape(-1, 3), i0)
     tissue = np.linalg.norm(od, axis=1) > od_threshold
     od_tissue = od[tissue]
     if len(od_tissue) < 100:

@@ -14,7 +14,7 @@ import io
 import numpy as np
 from scipy import ndimage
 
-from .stain import StainProfile, tissue_pixels, tissue_sharpness
+from .stain import StainProfile, optical_density, tissue_pixels, tissue_sharpness
 
 
 def transfer_tile(
@@ -28,9 +28,7 @@ def transfer_tile(
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[-1] < 3:
         raise ValueError(f"expected an (H, W, 3) RGB tile, got shape {rgb.shape}")
-    px = rgb[..., :3].reshape(-1, 3).astype(np.float64)
-    i0_src = np.asarray(source.background_rgb, dtype=np.float64)
-    od = -np.log10(np.clip(px + 1.0, 1.0, None) / (i0_src + 1.0))
+    od = optical_density(rgb[..., :3].reshape(-1, 3), source.background_rgb)
     conc = od @ np.linalg.pinv(source.stain_matrix)  # (N, 2): least-squares unmixing
     scale = np.asarray(target.concentration_p99) / np.maximum(np.asarray(source.concentration_p99), 1e-6)
     conc = np.clip(conc, 0.0, None) * scale

@@ -22,7 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.region import AnalysisProgress, AnalysisRequest, RegionAnalysis, Resources, analyse_region
+from ..analysis.region import (
+    AnalysisProgress,
+    AnalysisRequest,
+    RegionAnalysis,
+    Resources,
+    analyse_region,
+    percentile_rank,
+)
 from ..features.pipeline import embed_tiles
 from ..io import open_slide
 from ..mil.predict import BagPrediction
@@ -72,13 +79,6 @@ class WhatIfResult:
         return rows
 
 
-def _rank(attention: np.ndarray) -> np.ndarray:
-    n = len(attention)
-    ranks = np.empty(n, np.float64)
-    ranks[np.argsort(attention, kind="stable")] = np.arange(1, n + 1) / n
-    return ranks
-
-
 def _cosine_drift(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     num = (a * b).sum(axis=1)
     den = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
@@ -102,7 +102,7 @@ def scanner_whatif(
     if source is None:
         yield AnalysisProgress("profiling", message="estimating the slide's colour profile")
         source = estimate_slide_profile(request.slide_path)
-    base_rank = _rank(base.attention)
+    base_rank = base.attention_rank()
     base_inst = base.prediction.instance_probabilities
     outcomes: list[ProfileOutcome] = []
     n = len(base.grid)
@@ -144,7 +144,7 @@ def scanner_whatif(
                     name,
                     prediction,
                     _cosine_drift(base.features, features),
-                    _rank(prediction.attention) - base_rank,
+                    percentile_rank(prediction.attention) - base_rank,
                     flipped,
                 )
             )

@@ -32,8 +32,16 @@ from ..analysis.jobs import Outcome, guarded
 from ..analysis.maps import METADATA_KEY, analysis_layers
 from ..analysis.models import MODELS
 from ..io.slide import LAYER_METADATA_KEY
-from .result_layers import SCOPES, camera_of, find_layer, put_layer, remove_stale, scope_for
-from .slide_info import slide_layers
+from .result_layers import (
+    SCOPES,
+    camera_of,
+    drawn_layer_choices,
+    find_layer,
+    put_layer,
+    remove_stale,
+    scope_for,
+    slide_choices,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -97,13 +105,12 @@ class AnalyseWidget(Container):
 
     # -- choices --------------------------------------------------------------------------------
     def _slide_choices(self, _w: Any = None) -> list[tuple[str, Any]]:
-        return [(layer.name, layer) for layer in slide_layers(self._viewer)]
+        return slide_choices(self._viewer)
 
     def _shapes_choices(self, _w: Any = None) -> list[tuple[str, Any]]:
         import napari
 
-        return [(ly.name, ly) for ly in self._viewer.layers if isinstance(ly, napari.layers.Shapes)
-                and METADATA_KEY not in ly.metadata]  # fmt: skip
+        return drawn_layer_choices(self._viewer, (napari.layers.Shapes,))
 
     def _encoder_choices(self, _w: Any = None) -> list[str]:
         from ..encoders import list_encoders

@@ -15,6 +15,20 @@ from .layer_geometry import shapes_to_polygons_um, slide_origin_um
 SCOPES = ("visible region", "selected shapes", "whole slide")
 
 
+def slide_choices(viewer: Any) -> list[tuple[str, Any]]:
+    """(name, layer) of the viewer's slide layers, for a ComboBox."""
+    from .slide_info import slide_layers
+
+    return [(layer.name, layer) for layer in slide_layers(viewer)]
+
+
+def drawn_layer_choices(viewer: Any, kinds: tuple[type, ...]) -> list[tuple[str, Any]]:
+    """(name, layer) of the user's layers of ``kinds`` (the plugin's own result layers left out)."""
+    return [
+        (ly.name, ly) for ly in viewer.layers if isinstance(ly, kinds) and METADATA_KEY not in ly.metadata
+    ]
+
+
 def camera_of(viewer: Any) -> Any:
     """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
     scene = getattr(viewer, "scene", None)

@@ -33,11 +33,11 @@ from ..analysis.maps import METADATA_KEY
 from ..analysis.models import MODELS
 from ..diagnostics.cohort import CohortDiagnostics, diagnose_cohort_csv, projection_figure, write_diagnostics
 from ..diagnostics.layers import whatif_layers
+from ..diagnostics.stain import StainProfile
 from ..diagnostics.whatif import WhatIfResult, estimate_cohort_profiles, load_profiles, scanner_whatif
 from ..io.slide import LAYER_METADATA_KEY
 from .layer_geometry import slide_origin_um
-from .result_layers import SCOPES, put_layer, remove_stale, scope_for
-from .slide_info import slide_layers
+from .result_layers import SCOPES, drawn_layer_choices, put_layer, remove_stale, scope_for, slide_choices
 
 if TYPE_CHECKING:
     import napari
@@ -59,6 +59,7 @@ class RobustnessWidget(Container):
         self._cancel_event = threading.Event()
         self.whatif: WhatIfResult | None = None
         self.cohort: CohortDiagnostics | None = None
+        self._source_profiles: dict[str, StainProfile] = {}  # slide path -> its own colour profile
 
         self._slide = ComboBox(label="Slide layer", choices=self._slide_choices)
         self._model = ComboBox(label="MIL model", choices=lambda _w=None: MODELS.names())
@@ -104,13 +105,12 @@ class RobustnessWidget(Container):
 
     # -- choices --------------------------------------------------------------------------------
     def _slide_choices(self, _w: Any = None) -> list[tuple[str, Any]]:
-        return [(layer.name, layer) for layer in slide_layers(self._viewer)]
+        return slide_choices(self._viewer)
 
     def _shapes_choices(self, _w: Any = None) -> list[tuple[str, Any]]:
         import napari
 
-        return [(ly.name, ly) for ly in self._viewer.layers if isinstance(ly, napari.layers.Shapes)
-                and METADATA_KEY not in ly.metadata]  # fmt: skip
+        return drawn_layer_choices(self._viewer, (napari.layers.Shapes,))
 
     def _refresh_choices(self, _event: Any = None) -> None:
         self._slide.reset_choices()
@@ -214,13 +214,17 @@ class RobustnessWidget(Container):
         except (ValueError, KeyError, OSError) as exc:
             show_error(str(exc).strip("'\""))
             return None
-        job = scanner_whatif(request, profiles, self._resources)
+        # the slide's own profile (48 tiles read) is estimated once, not on every re-run
+        job = scanner_whatif(
+            request, profiles, self._resources, self._source_profiles.get(request.slide_path)
+        )
         return self._start(
             job, self._show_whatif, f"Scanner-swap what-if on {layer.name} ({len(profiles)} profiles) ..."
         )
 
     def _show_whatif(self, result: WhatIfResult) -> None:
         self.whatif = result
+        self._source_profiles[result.base.request.slide_path] = result.source_profile
         slide_layer = self._slide.value
         path = result.base.request.slide_path
         offset = slide_origin_um(slide_layer) if slide_layer is not None else np.zeros(2)

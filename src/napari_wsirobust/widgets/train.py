@@ -39,6 +39,7 @@ from ..mil.predict import TrainedHead
 from ..mil.train import DEFAULT_PRESET, LOSS_PRESETS, EpochReport, TrainConfig
 from ..mil.workflow import MetricRow, Stage, TrainingRun, metrics_table, train_table
 from .layer_geometry import annotations_from_layer
+from .result_layers import drawn_layer_choices, slide_choices
 from .slide_info import slide_layers
 from .training_plot import TrainingPlot
 
@@ -133,16 +134,12 @@ class TrainWidget(Container):
 
     # -- layer choices ------------------------------------------------------------------------------
     def _slide_choices(self, _w: Any = None) -> list[tuple[str, Any]]:
-        return [(layer.name, layer) for layer in slide_layers(self._viewer)]
+        return slide_choices(self._viewer)
 
     def _annotation_choices(self, _w: Any = None) -> list[tuple[str, Any]]:
         import napari
 
-        from ..analysis.maps import METADATA_KEY
-
-        kinds = (napari.layers.Shapes, napari.layers.Labels)
-        return [(ly.name, ly) for ly in self._viewer.layers if isinstance(ly, kinds)
-                and METADATA_KEY not in ly.metadata]  # fmt: skip
+        return drawn_layer_choices(self._viewer, (napari.layers.Shapes, napari.layers.Labels))
 
     def _refresh_choices(self, _event: Any = None) -> None:
         self._ann_layer.reset_choices()
