@@ -63,7 +63,9 @@ def main() -> int:
         f"scanner-swapped view per train/val slide. Mean ± SD over {args.seeds} seeds per configuration. "
         "AUC in-dist: test_id (confounded, 12 slides); AUC shifted: test_ood (12 patients x 3 scanners, "
         "label and scanner independent); site predictability: 5-fold linear probe on the head's slide "
-        "representation over test_ood; localisation: attention vs ground-truth tumour tiles; flips: "
+        "representation over test_ood; site share of variance: between-scanner share (eta^2) of that "
+        "representation's variance over test_ood (no scanner effect: about 2/35 = 0.06); localisation: "
+        "attention vs ground-truth tumour tiles; flips: "
         "share of test_ood patients whose predicted label differs between scanners.\n\n"
         + table
         + f"\nBest robust configuration (highest mean shifted AUC): **{result['best_robust']}**.\n"

@@ -14,6 +14,7 @@ from napari_wsirobust.mil.metrics import (
     per_site_auc,
     roc_auc,
     site_predictability,
+    site_variance_share,
 )
 
 
@@ -67,3 +68,20 @@ def test_site_predictability_high_when_encoded_and_chance_when_not() -> None:
     encoded = rng.normal(size=(60, 8)) + 3 * (sites[:, None] == np.array(["A", "B", "C"] + ["A"] * 5)[None])
     assert site_predictability(encoded, sites) > 0.9
     assert site_predictability(rng.normal(size=(60, 8)), sites) < 0.6
+
+
+def test_site_variance_share_on_hand_made_groups() -> None:
+    # two sites, one dimension: values 0, 2 at site A (mean 1) and 4, 6 at site B (mean 5); grand mean 3.
+    # between = 2 * (1 - 3)^2 + 2 * (5 - 3)^2 = 16, total = 9 + 1 + 1 + 9 = 20
+    x = np.array([[0.0], [2.0], [4.0], [6.0]])
+    assert site_variance_share(x, ["A", "A", "B", "B"]) == pytest.approx(0.8)
+    # a second dimension with no site effect adds only to the total: 16 / (20 + 4 * 1)
+    x2 = np.hstack([x, np.array([[1.0], [-1.0], [1.0], [-1.0]])])
+    assert site_variance_share(x2, ["A", "A", "B", "B"]) == pytest.approx(16 / 24)
+    # no site effect on random data: close to the (sites - 1) / (n - 1) expectation
+    rng = np.random.default_rng(0)
+    sites = np.repeat(["A", "B", "C"], 200)
+    assert site_variance_share(rng.normal(size=(600, 16)), sites) == pytest.approx(2 / 599, abs=0.01)
+    assert np.isnan(site_variance_share(x, ["A"] * 4))
+    with pytest.raises(ValueError, match="4 representations but 3 sites"):
+        site_variance_share(x, ["A", "A", "B"])

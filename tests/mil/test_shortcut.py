@@ -45,8 +45,9 @@ def test_robust_head_beats_plain_on_shifted_test(
     assert np.mean(robust) > np.mean(plain), (plain, robust)
     assert sum(r > p for r, p in zip(robust, plain)) >= 2  # seed by seed, not only on average
     assert summary["plain"]["drop"]["mean"] > summary[DEFAULT_PRESET]["drop"]["mean"]
+    assert all(0.0 <= r["site_variance"] <= 1.0 for r in runs)
     table = markdown_table(summary, len(data.table.site_names))
-    assert table.count("\n") == 4 and f"| {DEFAULT_PRESET} (" in table
+    assert table.count("\n") == 4 and "site share of variance" in table and f"| {DEFAULT_PRESET} (" in table
 
 
 def test_flip_rate_counts_patients_whose_label_changes() -> None:

@@ -7,6 +7,8 @@ On bags of one cohort (slides with label, site, patient):
   excluded),
 - site predictability (:func:`~napari_wsirobust.mil.metrics.site_predictability`) from (a) the slide
   embeddings and (b) the head's slide representation: a robust head should be near chance,
+- site share of variance (:func:`~napari_wsirobust.mil.metrics.site_variance_share`, eta^2) of the same
+  two: how much of each representation is the site, which the probe (saturating at 1) does not tell,
 - AUC, balanced accuracy and ECE overall and per site,
 - a 2-D PCA projection of the slide embeddings (coloured by site and by label in the plots).
 """
@@ -24,7 +26,13 @@ import numpy as np
 
 from .._atomic import atomic_write_csv, atomic_write_text
 from ..mil.data import Bag
-from ..mil.metrics import auc_ovr, balanced_accuracy, expected_calibration_error, site_predictability
+from ..mil.metrics import (
+    auc_ovr,
+    balanced_accuracy,
+    expected_calibration_error,
+    site_predictability,
+    site_variance_share,
+)
 from ..mil.predict import TrainedHead
 from .knn import robustness_index
 
@@ -52,6 +60,8 @@ class CohortDiagnostics:
     slide_k: int
     site_predictability_embeddings: float
     site_predictability_head: float
+    site_variance_embeddings: float  # between-site share of the slide embeddings' variance (eta^2)
+    site_variance_head: float  # the same for the head's slide representation
     chance: float
     per_site: list[SiteMetrics]
     projection: np.ndarray = field(repr=False)  # (n_slides, 2) PCA of slide embeddings
@@ -133,6 +143,8 @@ def diagnose_cohort(head: TrainedHead, bags: list[Bag], seed: int = 0) -> Cohort
         slide_k=slide_k,
         site_predictability_embeddings=site_predictability(slide_emb, sites, seed=seed),
         site_predictability_head=site_predictability(representation, sites, seed=seed),
+        site_variance_embeddings=site_variance_share(slide_emb, sites),
+        site_variance_head=site_variance_share(representation, sites),
         chance=1.0 / len(set(sites)),
         per_site=per_site,
         projection=projection,

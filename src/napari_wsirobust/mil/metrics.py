@@ -10,7 +10,12 @@
 - Localisation AUC: per slide with tumour ground truth, AUC of tile attention against the tile
   being mostly tumour (fraction >= 0.5); averaged over slides where both kinds of tile exist.
 - Site predictability: cross-validated balanced accuracy of a standardised, L2-regularised logistic
-  regression predicting the site from a representation (chance = 1 / number of sites).
+  regression predicting the site from a representation (chance = 1 / number of sites). Standardising
+  each dimension makes it find *any* consistent linear trace of the site, however small its variance.
+- Site variance share: the fraction of a representation's total variance that lies between the site
+  means, eta^2 = sum_s n_s ||m_s - m||^2 / sum_i ||x_i - m||^2 (0: sites share one mean; 1: the
+  representation is the site). Complements the probe by *how much* of the representation is the site;
+  with no site effect its expectation is about (sites - 1) / (n - 1).
 """
 
 from __future__ import annotations
@@ -138,3 +143,21 @@ def site_predictability(
         probe.fit(x[train], s[train])
         predicted[test] = probe.predict(x[test])
     return balanced_accuracy(s, predicted)
+
+
+def site_variance_share(representations: np.ndarray, sites: Sequence[str]) -> float:
+    """Between-site share of the representation's total variance (eta^2; see module docstring)."""
+    x = np.asarray(representations, dtype=np.float64)
+    s = np.asarray(sites)
+    if len(x) != len(s):
+        raise ValueError(f"{len(x)} representations but {len(s)} sites")
+    if len(np.unique(s)) < 2:
+        return float("nan")
+    centred = x - x.mean(axis=0)
+    total = float((centred**2).sum())
+    if total <= 0:
+        return float("nan")
+    between = sum(
+        float((s == site).sum() * (centred[s == site].mean(axis=0) ** 2).sum()) for site in np.unique(s)
+    )
+    return between / total

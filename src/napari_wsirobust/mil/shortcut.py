@@ -11,6 +11,8 @@ scanner. For each loss configuration and seed we train on train (early stopping 
 - ``drop``: auc_id - auc_shifted,
 - ``site_predictability``: cross-validated balanced accuracy of a linear probe predicting the
   scanner from the head's slide representation on test_ood (chance = 1 / scanners),
+- ``site_variance``: share of that representation's variance between the scanner means on test_ood
+  (eta^2; no scanner effect gives about (scanners - 1) / (slides - 1)),
 - ``localisation``: mean per-slide AUC of attention vs ground-truth tumour tiles (test_ood tumours),
 - ``flip_rate``: fraction of test_ood patients whose predicted label differs between scanners.
 
@@ -33,11 +35,19 @@ from ..features.cohort import ExtractConfig, extract_cohort
 from ..stain import ScannerAugmentation
 from ..synthetic.cohort import CohortConfig, generate_cohort
 from .data import Bag, CohortTable, load_bags, read_cohort_table
-from .metrics import auc_ovr, site_predictability
+from .metrics import auc_ovr, site_predictability, site_variance_share
 from .predict import TrainedHead, evaluate
 from .train import LOSS_PRESETS, FeatureSource, TrainConfig, Trainer, train_to_completion
 
-METRICS = ("auc_id", "auc_shifted", "drop", "site_predictability", "localisation", "flip_rate")
+METRICS = (
+    "auc_id",
+    "auc_shifted",
+    "drop",
+    "site_predictability",
+    "site_variance",
+    "localisation",
+    "flip_rate",
+)
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,7 @@ def run_one(data: ShortcutData, preset: str, seed: int, train: TrainConfig) -> d
         "auc_shifted": auc_ovr(y, probs),
         "drop": id_metrics["auc"] - ood_metrics["auc"],
         "site_predictability": site_predictability(reps, [b.row.site for b in ood], seed=seed),
+        "site_variance": site_variance_share(reps, [b.row.site for b in ood]),
         "localisation": ood_metrics["localisation_auc"],
         "flip_rate": flip_rate(ood, probs.argmax(1)),
         "per_site_auc_shifted": ood_metrics["per_site_auc"],
@@ -180,8 +191,9 @@ def best_robust_preset(summary: dict[str, dict[str, dict[str, float]]]) -> str:
 def markdown_table(summary: dict[str, dict[str, dict[str, float]]], n_sites: int) -> str:
     head = (
         "| configuration | AUC in-dist | AUC shifted | drop | site predictability "
-        f"(chance {1 / n_sites:.2f}) | localisation AUC | prediction flips across scanners |\n"
-        "|---|---|---|---|---|---|---|\n"
+        f"(chance {1 / n_sites:.2f}) | site share of variance | localisation AUC | "
+        "prediction flips across scanners |\n"
+        "|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for preset, metrics in summary.items():

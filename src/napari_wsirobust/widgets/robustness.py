@@ -277,6 +277,8 @@ class RobustnessWidget(Container):
             ["robustness index, slides", f"{_cell(diag.slide_robustness_index)} (k={diag.slide_k})"],
             ["site predictability, embeddings", _cell(diag.site_predictability_embeddings)],
             ["site predictability, head", _cell(diag.site_predictability_head)],
+            ["site share of variance, embeddings", _cell(diag.site_variance_embeddings)],
+            ["site share of variance, head", _cell(diag.site_variance_head)],
         ]
         rows += [
             [
