@@ -138,7 +138,8 @@ def test_train_end_to_end_then_save_reload_and_analyse(qtbot, setup, tmp_path: P
     assert np.isclose(result.prediction.probabilities.sum(), 1.0)
 
 
-def test_cancel_keeps_the_best_checkpoint(qtbot, setup) -> None:
+@pytest.mark.parametrize("how", ["cancel button", "dock closed"])
+def test_cancel_keeps_the_best_checkpoint(qtbot, setup, how: str) -> None:
     viewer, widget, slide_layer, csv_path, errors = setup
     _build_cohort(widget, viewer, slide_layer, csv_path)
     widget._epochs.value = 1000
@@ -146,7 +147,10 @@ def test_cancel_keeps_the_best_checkpoint(qtbot, setup) -> None:
     worker = widget.train()
     assert worker is not None
     qtbot.waitUntil(lambda: len(widget.plot.epochs) >= 3, timeout=TIMEOUT_MS)
-    widget.cancel()
+    if how == "cancel button":
+        widget._cancel.native.click()
+    else:  # napari's close button takes the widget out of its dock; training must not go on unseen
+        viewer.window.remove_dock_widget(widget.native)
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     assert not errors, errors
     result = widget.last_run.result

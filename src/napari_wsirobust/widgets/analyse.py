@@ -32,8 +32,10 @@ from ..analysis.jobs import Outcome, guarded
 from ..analysis.maps import METADATA_KEY, analysis_layers
 from ..analysis.models import MODELS
 from ..io.slide import LAYER_METADATA_KEY
+from .dock_lifetime import call_when_undocked
 from .result_layers import (
     SCOPES,
+    build_layer,
     camera_of,
     drawn_layer_choices,
     find_layer,
@@ -91,6 +93,7 @@ class AnalyseWidget(Container):
                 self._export,
             ]
         )  # fmt: skip
+        self._undock_watcher = call_when_undocked(self.native, self.cancel)
         for label in (self._status, self._result_label):
             label.native.setWordWrap(True)  # long messages wrap instead of widening the dock
         self._run.changed.connect(self.run)
@@ -180,11 +183,12 @@ class AnalyseWidget(Container):
         def work() -> Any:
             outcome = yield from job
             layers: list[Any] = []
-            if outcome.ok:  # the layer data is built here, off the GUI thread
-                import pandas  # noqa: F401  (napari's shape features need it: a 0.2 s first import)
-
+            if outcome.ok:  # layer data and new layer objects are built here, off the GUI thread
                 try:
-                    layers = analysis_layers(outcome.value, top_k, name=base)
+                    layers = [
+                        (data, kwargs, kind, build_layer(data, kwargs, kind))
+                        for data, kwargs, kind in analysis_layers(outcome.value, top_k, name=base)
+                    ]
                 except ValueError as exc:
                     outcome = Outcome(error=f"Cannot show the result: {exc}")
             return outcome, layers
@@ -274,9 +278,11 @@ class AnalyseWidget(Container):
         slide_layer = self._slide.value
         offset = np.asarray(slide_layer.translate, dtype=np.float64)[-2:] if slide_layer else np.zeros(2)
         steps: list[Callable[[], None]] = []
-        wanted = {kwargs["metadata"][METADATA_KEY]["kind"] for _, kwargs, _ in layers}
-        for data, kwargs, kind in layers:
-            steps.append(lambda d=data, k=kwargs, t=kind: self._put_layer(result, d, k, t, offset))
+        wanted = {kwargs["metadata"][METADATA_KEY]["kind"] for _, kwargs, _, _ in layers}
+        for data, kwargs, kind, built in layers:
+            steps.append(
+                lambda d=data, k=kwargs, t=kind, b=built: self._put_layer(result, d, k, t, offset, b)
+            )
 
         def finish() -> None:
             remove_stale(self._viewer, result.request.slide_path, {"attention", "score", "top_tiles"}, wanted)
@@ -287,9 +293,15 @@ class AnalyseWidget(Container):
         return [*steps, finish]
 
     def _put_layer(
-        self, result: RegionAnalysis, data: Any, kwargs: dict[str, Any], kind: str, offset: np.ndarray
+        self,
+        result: RegionAnalysis,
+        data: Any,
+        kwargs: dict[str, Any],
+        kind: str,
+        offset: np.ndarray,
+        built: Any = None,
     ) -> None:
-        layer, created = put_layer(self._viewer, result.request.slide_path, data, kwargs, kind, offset)
+        layer, created = put_layer(self._viewer, result.request.slide_path, data, kwargs, kind, offset, built)
         if created and kind == "shapes":
             layer.events.highlight.connect(self._on_top_tile_selected)
             layer.bind_key(".", lambda _ly: self.step_top_tile(+1), overwrite=True)

@@ -58,29 +58,63 @@ def find_layer(viewer: Any, slide_path: str, kind: str) -> Any:
     return None
 
 
+def build_layer(data: Any, kwargs: dict[str, Any], layer_type: str) -> Any:
+    """A napari image or rectangle-shapes layer made from result data, not yet in any viewer.
+
+    Building it touches no Qt, so a worker thread can do it; its position is relative to the slide
+    until :func:`put_layer` places it."""
+    from napari.layers import Image, Shapes
+
+    if layer_type == "image":
+        return Image(data, **kwargs)
+    return Shapes(data, **kwargs)
+
+
+def add_quietly(viewer: Any, layer: Any) -> None:
+    """Insert ``layer`` without making it the active layer: napari would otherwise switch the layer
+    controls to it, the largest part of adding a layer to a running viewer."""
+    layers = viewer.layers
+    previous = getattr(layers, "_activate_on_insert", None)
+    if previous is not None:
+        layers._activate_on_insert = False
+    try:
+        layers.append(layer)
+    finally:
+        if previous is not None:
+            layers._activate_on_insert = previous
+
+
 def put_layer(
-    viewer: Any, slide_path: str, data: Any, kwargs: dict[str, Any], layer_type: str, offset: np.ndarray
+    viewer: Any,
+    slide_path: str,
+    data: Any,
+    kwargs: dict[str, Any],
+    layer_type: str,
+    offset: np.ndarray,
+    built: Any = None,
 ) -> tuple[Any, bool]:
     """Add an image or rectangle-shapes result layer, or update the existing one in place; returns
-    (layer, created). ``kwargs`` positions are relative to the slide; ``offset`` is its origin."""
+    (layer, created). ``kwargs`` positions are relative to the slide; ``offset`` is its origin;
+    ``built`` is the layer :func:`build_layer` already made from them (used when none exists)."""
     existing = find_layer(viewer, slide_path, kwargs["metadata"][METADATA_KEY]["kind"])
+    translate = np.asarray(kwargs.get("translate", (0.0, 0.0)), dtype=np.float64) + offset
+    if existing is None:
+        layer = built if built is not None else build_layer(data, kwargs, layer_type)
+        layer.translate = tuple(translate)
+        add_quietly(viewer, layer)
+        return layer, True
     if layer_type == "image":
-        kwargs = {**kwargs, "translate": tuple(np.asarray(kwargs["translate"]) + offset)}
-        if existing is None:
-            return viewer.add_image(data, **kwargs), True
         existing.data = data
-        existing.scale, existing.translate = kwargs["scale"], kwargs["translate"]
+        existing.scale, existing.translate = kwargs["scale"], tuple(translate)
         existing.name = kwargs["name"]
         for key in ("contrast_limits", "colormap"):
             if key in kwargs:
                 setattr(existing, key, kwargs[key])
         return existing, False
-    if existing is None:
-        return viewer.add_shapes(data, translate=tuple(offset), **kwargs), True
     existing.selected_data = set()
     existing.data = [(rect, "rectangle") for rect in data]
     existing.features = kwargs["features"]
-    existing.translate = tuple(offset)
+    existing.translate = tuple(translate)
     existing.name = kwargs["name"]
     return existing, False
 

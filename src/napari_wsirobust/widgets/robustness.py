@@ -36,6 +36,7 @@ from ..diagnostics.layers import whatif_layers
 from ..diagnostics.stain import StainProfile
 from ..diagnostics.whatif import WhatIfResult, estimate_cohort_profiles, load_profiles, scanner_whatif
 from ..io.slide import LAYER_METADATA_KEY
+from .dock_lifetime import call_when_undocked
 from .layer_geometry import slide_origin_um
 from .result_layers import SCOPES, drawn_layer_choices, put_layer, remove_stale, scope_for, slide_choices
 
@@ -95,6 +96,7 @@ class RobustnessWidget(Container):
                 self._table, self._spread, self._metrics, self._plot_box, self._export_dir, self._export,
             ]
         )  # fmt: skip
+        self._undock_watcher = call_when_undocked(self.native, self.cancel)
         self._estimate.changed.connect(lambda _v=None: self.estimate_profiles())
         self._run.changed.connect(lambda _v=None: self.run_whatif())
         self._diagnose.changed.connect(lambda _v=None: self.run_cohort())

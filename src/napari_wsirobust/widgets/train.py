@@ -38,6 +38,7 @@ from ..mil.data import CohortError, build_cohort_table, read_cohort_table, write
 from ..mil.predict import TrainedHead
 from ..mil.train import DEFAULT_PRESET, LOSS_PRESETS, EpochReport, TrainConfig
 from ..mil.workflow import MetricRow, Stage, TrainingRun, metrics_table, train_table
+from .dock_lifetime import call_when_undocked
 from .layer_geometry import annotations_from_layer
 from .result_layers import drawn_layer_choices, slide_choices
 from .slide_info import slide_layers
@@ -116,6 +117,7 @@ class TrainWidget(Container):
                 self._save_to, self._save, self._load_from, self._load,
             ]
         )  # fmt: skip
+        self._undock_watcher = call_when_undocked(self.native, self.cancel)
         self._status.native.setWordWrap(True)  # long messages wrap instead of widening the dock
         for table, height in ((self._table, 220), (self._metrics, 150)):
             table.native.setMinimumHeight(height)
