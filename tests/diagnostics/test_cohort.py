@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_wsirobust.diagnostics.cohort import diagnose_cohort, pca_2d, write_diagnostics
+from napari_wsirobust.diagnostics.cohort import diagnose_cohort, pca_2d, projection_figure, write_diagnostics
 from napari_wsirobust.mil.checkpoint import CheckpointConfig, HeadConfig
 from napari_wsirobust.mil.data import Bag, CohortRow
 from napari_wsirobust.mil.predict import TrainedHead
@@ -69,3 +69,18 @@ def test_pca_and_written_files(tmp_path: Path) -> None:
     assert paths[2].stat().st_size > 10_000
     with pytest.raises(ValueError, match="two slides"):
         diagnose_cohort(_head(), _bags(1.0, 1.0)[:1])
+
+
+def test_umap_panel_groups_sites_and_is_left_out_without_umap(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("umap")  # the `umap` extra, installed with `dev`
+    diag = diagnose_cohort(_head(), _bags(site_shift=3.0, biology_shift=0.0))
+    assert diag.umap is not None and diag.umap.shape == (24, 2)
+    # site-dominated embeddings: each slide's nearest neighbour in the UMAP is from its own site
+    d = np.linalg.norm(diag.umap[:, None] - diag.umap[None], axis=-1) + np.eye(24) * 1e9
+    sites = np.array(diag.slide_sites)
+    assert np.mean(sites[d.argmin(axis=1)] == sites) > 0.9
+    assert len(projection_figure(diag).axes) == 4 and len(diag.to_dict()["umap"]) == 24
+    monkeypatch.setitem(__import__("sys").modules, "umap", None)  # as if umap-learn were not installed
+    without = diagnose_cohort(_head(), _bags(site_shift=3.0, biology_shift=0.0))
+    assert without.umap is None and without.to_dict()["umap"] is None
+    assert len(projection_figure(without).axes) == 2

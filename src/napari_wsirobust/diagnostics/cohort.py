@@ -10,7 +10,8 @@ On bags of one cohort (slides with label, site, patient):
 - site share of variance (:func:`~napari_wsirobust.mil.metrics.site_variance_share`, eta^2) of the same
   two: how much of each representation is the site, which the probe (saturating at 1) does not tell,
 - AUC, balanced accuracy and ECE overall and per site,
-- a 2-D PCA projection of the slide embeddings (coloured by site and by label in the plots).
+- a 2-D PCA projection of the slide embeddings, and a UMAP (McInnes et al. 2018) when ``umap-learn`` is
+  installed (the ``umap`` extra), coloured by site and by label in the plots.
 """
 
 from __future__ import annotations
@@ -69,10 +70,12 @@ class CohortDiagnostics:
     slide_ids: list[str] = field(default_factory=list)
     slide_sites: list[str] = field(default_factory=list)
     slide_labels: list[str] = field(default_factory=list)
+    umap: np.ndarray | None = field(default=None, repr=False)  # (n_slides, 2), None without umap-learn
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["projection"] = np.round(self.projection, 6).tolist()
+        data["umap"] = None if self.umap is None else np.round(self.umap, 6).tolist()
         return data
 
 
@@ -86,6 +89,21 @@ def pca_2d(x: np.ndarray) -> tuple[np.ndarray, list[float]]:
     if proj.shape[1] < 2:
         proj = np.column_stack([proj, np.zeros(len(proj))])
     return proj, [float(v**2 / total) for v in s[:2]]
+
+
+def umap_2d(x: np.ndarray, seed: int = 0) -> np.ndarray | None:
+    """(N, 2) UMAP of ``x`` (cosine metric, up to 15 neighbours, seeded), or None when umap-learn is
+    not installed or there are fewer than 4 samples."""
+    if len(x) < 4:
+        return None
+    try:
+        import umap
+    except ImportError:
+        return None
+    reducer = umap.UMAP(
+        n_components=2, n_neighbors=min(15, len(x) - 1), metric="cosine", random_state=seed, init="random"
+    )
+    return np.asarray(reducer.fit_transform(np.asarray(x, dtype=np.float64)), dtype=np.float64)
 
 
 def _ri(embeddings: np.ndarray, labels: list[str], sites: list[str], groups: list[str]) -> tuple[float, int]:
@@ -152,6 +170,7 @@ def diagnose_cohort(head: TrainedHead, bags: list[Bag], seed: int = 0) -> Cohort
         slide_ids=[b.row.slide_id for b in bags],
         slide_sites=sites,
         slide_labels=labels,
+        umap=umap_2d(slide_emb, seed),
     )
 
 
@@ -199,22 +218,27 @@ def write_diagnostics(diag: CohortDiagnostics, folder: str | os.PathLike[str]) -
 
 
 def projection_figure(diag: CohortDiagnostics, figure: Any = None) -> Any:
-    """Two scatter panels of the slide-embedding PCA, coloured by site and by label (drawn into
-    ``figure`` when given, e.g. a widget's canvas, else into a new one)."""
+    """Scatter panels of the slide-embedding PCA (and UMAP, when computed), coloured by site and by
+    label (drawn into ``figure`` when given, e.g. a widget's canvas, else into a new one)."""
     from matplotlib.figure import Figure
 
+    rows = [("PCA", diag.projection)] + ([("UMAP", diag.umap)] if diag.umap is not None else [])
     if figure is None:
-        figure = Figure(figsize=(8, 3.6), tight_layout=True)
+        figure = Figure(figsize=(8, 3.6 * len(rows)), tight_layout=True)
     figure.clear()
-    for ax, values, title in zip(
-        figure.subplots(1, 2), (diag.slide_sites, diag.slide_labels), ("by site", "by label")
-    ):
-        for value in sorted(set(values)):
-            keep = np.array(values) == value
-            ax.scatter(diag.projection[keep, 0], diag.projection[keep, 1], s=18, label=value, alpha=0.8)
-        var = diag.projection_variance + [0.0, 0.0]
-        ax.set_xlabel(f"PC1 ({100 * var[0]:.0f} %)")
-        ax.set_ylabel(f"PC2 ({100 * var[1]:.0f} %)")
-        ax.set_title(f"slide embeddings {title}", fontsize=9)
-        ax.legend(fontsize=7)
+    axes = np.atleast_2d(figure.subplots(len(rows), 2))
+    var = diag.projection_variance + [0.0, 0.0]
+    for (method, points), row in zip(rows, axes):
+        for ax, values, title in zip(row, (diag.slide_sites, diag.slide_labels), ("by site", "by label")):
+            for value in sorted(set(values)):
+                keep = np.array(values) == value
+                ax.scatter(points[keep, 0], points[keep, 1], s=18, label=value, alpha=0.8)
+            if method == "PCA":
+                ax.set_xlabel(f"PC1 ({100 * var[0]:.0f} %)")
+                ax.set_ylabel(f"PC2 ({100 * var[1]:.0f} %)")
+            else:
+                ax.set_xlabel("UMAP 1")
+                ax.set_ylabel("UMAP 2")
+            ax.set_title(f"slide embeddings {title} ({method})", fontsize=9)
+            ax.legend(fontsize=7)
     return figure
