@@ -43,6 +43,7 @@ from .result_layers import (
     remove_stale,
     scope_for,
     slide_choices,
+    warm_up_layers,
 )
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class AnalyseWidget(Container):
         from ..encoders.model import import_backends
 
         import_backends()  # import timm on the main thread, safely (see import_backends)
+        warm_up_layers()
         self._viewer = viewer
         self._resources = Resources()
         self._results: dict[str, RegionAnalysis] = {}  # slide path -> latest analysis

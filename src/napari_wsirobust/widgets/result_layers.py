@@ -70,6 +70,18 @@ def build_layer(data: Any, kwargs: dict[str, Any], layer_type: str) -> Any:
     return Shapes(data, **kwargs)
 
 
+def warm_up_layers() -> None:
+    """Build (and drop) one tiny shapes layer with features and text, so the one-time cost of the
+    first (imports of pandas and of napari's shape code, about 1 s here) is paid when the widget
+    opens, not by a worker holding the interpreter while the user pans during a run."""
+    square = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 0.0]])
+    build_layer(
+        [square],
+        {"shape_type": "rectangle", "features": {"rank": [1]}, "text": {"string": "{rank}"}},
+        "shapes",
+    )
+
+
 def add_quietly(viewer: Any, layer: Any) -> None:
     """Insert ``layer`` without making it the active layer: napari would otherwise switch the layer
     controls to it, the largest part of adding a layer to a running viewer."""
