@@ -19,11 +19,16 @@ class _UndockWatcher(QObject):
         self._was_docked = widget.parent() is not None
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
-        if watched is self._widget and event.type() == QEvent.Type.ParentChange:
-            docked = self._widget.parent() is not None
-            if self._was_docked and not docked:
-                self._callback()
-            self._was_docked = docked
+        # an exception escaping an event filter aborts a PyQt5 application, so none may leave here:
+        # attributes vanish while Python tears objects down at exit, a widget may be half deleted
+        try:
+            if watched is self._widget and event.type() == QEvent.Type.ParentChange:
+                docked = self._widget.parent() is not None
+                if self._was_docked and not docked:
+                    self._callback()
+                self._was_docked = docked
+        except (AttributeError, RuntimeError):
+            pass
         return False
 
 

@@ -290,6 +290,7 @@ class RobustnessWidget(Container):
             for m in diag.per_site
         ]
         self._metrics.value = {"data": rows, "index": list(range(len(rows))), "columns": ["metric", "value"]}
+        self._canvas.setMinimumHeight(220 if diag.umap is None else 420)  # a second row: the UMAP
         projection_figure(diag, self.figure)
         self._canvas.draw_idle()
         self._status.value = f"Cohort diagnostics done ({diag.n_slides} slides)."
