@@ -281,10 +281,8 @@ class AnalyseWidget(Container):
         offset = np.asarray(slide_layer.translate, dtype=np.float64)[-2:] if slide_layer else np.zeros(2)
         steps: list[Callable[[], None]] = []
         wanted = {kwargs["metadata"][METADATA_KEY]["kind"] for _, kwargs, _, _ in layers}
-        for data, kwargs, kind, built in layers:
-            steps.append(
-                lambda d=data, k=kwargs, t=kind, b=built: self._put_layer(result, d, k, t, offset, b)
-            )
+        for item in layers:
+            steps.append(lambda item=item: self._put_layer(result, item, offset))
 
         def finish() -> None:
             remove_stale(self._viewer, result.request.slide_path, {"attention", "score", "top_tiles"}, wanted)
@@ -294,17 +292,10 @@ class AnalyseWidget(Container):
 
         return [*steps, finish]
 
-    def _put_layer(
-        self,
-        result: RegionAnalysis,
-        data: Any,
-        kwargs: dict[str, Any],
-        kind: str,
-        offset: np.ndarray,
-        built: Any = None,
-    ) -> None:
-        layer, created = put_layer(self._viewer, result.request.slide_path, data, kwargs, kind, offset, built)
-        if created and kind == "shapes":
+    def _put_layer(self, result: RegionAnalysis, item: tuple[Any, ...], offset: np.ndarray) -> None:
+        """Put one (data, kwargs, kind, built layer) from the worker into the viewer."""
+        layer, created = put_layer(self._viewer, result.request.slide_path, *item[:3], offset, item[3])
+        if created and item[2] == "shapes":
             layer.events.highlight.connect(self._on_top_tile_selected)
             layer.bind_key(".", lambda _ly: self.step_top_tile(+1), overwrite=True)
             layer.bind_key(",", lambda _ly: self.step_top_tile(-1), overwrite=True)
