@@ -9,7 +9,7 @@ progress step (so clean-up such as stopping tile readers never runs on the GUI t
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -49,6 +49,16 @@ def user_message(exc: BaseException) -> str:
     if any(cls.__name__ in known for cls in type(exc).__mro__):
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def relay(gen: Generator[Any, None, T], convert: Callable[[Any], Any]) -> Generator[Any, None, T]:
+    """Yield ``convert(item)`` for each progress item of ``gen``; return ``gen``'s value."""
+    while True:
+        try:
+            item = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield convert(item)
 
 
 def guarded(gen: Generator[Any, None, T], cancel: threading.Event) -> Generator[Any, None, Outcome[T]]:

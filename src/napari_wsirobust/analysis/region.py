@@ -13,6 +13,7 @@ import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from ..features.pipeline import select_device
 from ..io import WSI, open_slide
 from ..mil.predict import BagPrediction, TrainedHead
 from ..tiling import Scope, TileGrid, TilingConfig, TissueMask, detect_tissue, make_tile_grid
+from .jobs import relay
 
 
 class AnalysisError(RuntimeError):
@@ -181,19 +183,19 @@ def analyse_region(
         n_embedded = 0
         if cached is None:
             embedding = cache.embed(slide, grid, encoder, batch_size=request.batch_size)
-            while True:
-                try:
-                    progress = next(embedding)
-                except StopIteration as stop:
-                    features = stop.value
-                    break
-                n_embedded = progress.total
-                yield AnalysisProgress(
+            totals: list[int] = []
+
+            def report(progress: Any) -> AnalysisProgress:
+                totals.append(progress.total)
+                return AnalysisProgress(
                     "embedding",
                     progress.done,
                     progress.total,
                     f"embedding {progress.done}/{progress.total} new tiles ({len(grid)} in scope)",
                 )
+
+            features = yield from relay(embedding, report)
+            n_embedded = totals[-1] if totals else 0
         else:
             features = cached
         yield AnalysisProgress("predicting", len(grid), len(grid), "running the MIL head")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analysis.jobs import relay
 from ..analysis.region import (
     AnalysisProgress,
     AnalysisRequest,
@@ -120,18 +121,15 @@ def scanner_whatif(
                 )
 
             embedding = embed_tiles(slide, base.grid, encoder, batch_size=request.batch_size, transform=swap)
-            while True:
-                try:
-                    progress = next(embedding)
-                except StopIteration as stop:
-                    features = stop.value
-                    break
-                yield AnalysisProgress(
+            features = yield from relay(
+                embedding,
+                lambda progress, p=p, name=name: AnalysisProgress(
                     "swapping",
                     p * n + progress.done,
                     len(profiles) * n,
                     f"profile {name}: {progress.done}/{n} tiles re-rendered and embedded",
-                )
+                ),
+            )
             prediction = head.predict(features, request.site)
             inst = prediction.instance_probabilities
             flipped = (

@@ -72,7 +72,7 @@ def build_layer(data: Any, kwargs: dict[str, Any], layer_type: str) -> Any:
 
 def warm_up_layers() -> None:
     """Build (and drop) one tiny shapes layer with features and text, so the one-time cost of the
-    first (imports of pandas and of napari's shape code, about 1 s here) is paid when the widget
+    first (importing pandas and napari's shape code) is paid when the widget
     opens, not by a worker holding the interpreter while the user pans during a run."""
     square = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 0.0]])
     build_layer(
