@@ -72,6 +72,37 @@ def measure(viewer, duration_s: float | None, until=None, tail_s: float = 0.0) -
     return np.diff(np.array(stamps)) * 1000.0
 
 
+def first_text_paint_ms(warm: bool) -> float:
+    """In a fresh viewer showing the slide: time of the first paint after inserting a top-tiles-like
+    shapes layer (8 ranked rectangles with text), with or without the glyph warm-up the Analyse
+    widget does when its dock opens."""
+    from qtpy.QtWidgets import QApplication
+
+    import napari
+    from napari_wsirobust.demo import wait_for
+    from napari_wsirobust.io import open_slide
+    from napari_wsirobust.widgets.result_layers import add_quietly, build_layer, warm_up_glyphs
+
+    viewer = napari.Viewer(show=True)
+    for data, kwargs, _ in open_slide(ensure_slide()).to_layer_data():
+        viewer.add_image(data, **kwargs)
+    wait_for(lambda: False, 1.5)
+    if warm:
+        warm_up_glyphs(viewer)
+    corner = np.array([[0.0, 0.0], [0.0, 112.0], [112.0, 112.0], [112.0, 0.0]])
+    rects = [corner + 150.0 * i for i in range(8)]
+    kwargs = {"shape_type": "rectangle", "features": {"rank": list(range(1, 9))}, "edge_color": "#00ff66"}
+    kwargs["text"] = {"string": "{rank}", "size": 12, "color": "#00ff66"}
+    add_quietly(viewer, build_layer(rects, kwargs, "shapes"))
+    canvas = viewer.window._qt_viewer.canvas.native
+    start = time.perf_counter()
+    canvas.update()
+    QApplication.processEvents()
+    elapsed = (time.perf_counter() - start) * 1000.0
+    viewer.close()
+    return elapsed
+
+
 def main() -> int:
     os.environ["WSIROBUST_CACHE_DIR"] = tempfile.mkdtemp(prefix="wsirobust-bench-cache-")
     import napari
@@ -105,6 +136,10 @@ def main() -> int:
         print(f"long gaps (tick index of {len(busy)}, ms): {long_gaps}", flush=True)
     result = widget.current_result()
     viewer.close()
+    paints: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(3):  # alternated, side by side
+        for warm in (False, True):
+            paints[warm].append(first_text_paint_ms(warm))
     if result is None:
         print(f"the analysis failed: {widget._status.value}")
         return 1
@@ -132,7 +167,11 @@ def main() -> int:
         f"(20 ms apart); ticks continue {TAIL_S} s after the worker ends so the new layers' first paints "
         "count. Long gaps at the end of the first run are the first creation of each overlay layer "
         "(napari layer + controls, then its first paint: shader compilation and glyph rendering in Mesa's "
-        "software OpenGL); later runs update the layers in place.\n"
+        "software OpenGL); later runs update the layers in place.\n\n"
+        "First paint of a new top-tiles layer (8 ranked rectangles with text) in a fresh viewer, 3 "
+        "alternated pairs: without the glyph warm-up the Analyse dock does when it opens: median "
+        f"{np.median(paints[False]):.0f} ms ({', '.join(f'{v:.0f}' for v in paints[False])}); with it: "
+        f"median {np.median(paints[True]):.0f} ms ({', '.join(f'{v:.0f}' for v in paints[True])}).\n"
     )
     write_section("responsiveness", body)
     print(body)

@@ -78,6 +78,18 @@ def test_whole_slide_layers_in_um_and_heatmap_on_the_tumour(qtbot, setup, analys
     assert "tumour" in widget._result_label.value
 
 
+def test_opening_the_dock_prerenders_the_result_text_glyphs(setup) -> None:
+    """The top-tile ranks' glyphs are in the canvas font before any run (so the first result layer's
+    first paint does not render them); a second warm-up has nothing left to do."""
+    from napari_wsirobust.widgets.result_layers import RESULT_TEXT_CHARS, warm_up_glyphs
+
+    viewer, _widget, _slide, _errors = setup
+    info = viewer.window._qt_viewer.canvas._font_info
+    glyphs = info.font_manager.get_font(info.face)._glyphs
+    assert set(RESULT_TEXT_CHARS) <= set(glyphs)
+    assert warm_up_glyphs(viewer) == 0
+
+
 def test_visible_region_then_moved_view_updates_layers_in_place(qtbot, setup) -> None:
     viewer, widget, _, errors = setup
     camera_of(viewer).center = (200.0, 250.0)

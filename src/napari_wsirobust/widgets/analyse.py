@@ -43,6 +43,7 @@ from .result_layers import (
     remove_stale,
     scope_for,
     slide_choices,
+    warm_up_glyphs,
     warm_up_layers,
 )
 
@@ -61,6 +62,7 @@ class AnalyseWidget(Container):
 
         import_backends()  # import timm on the main thread, safely (see import_backends)
         warm_up_layers()
+        warm_up_glyphs(viewer)
         self._viewer = viewer
         self._resources = Resources()
         self._results: dict[str, RegionAnalysis] = {}  # slide path -> latest analysis

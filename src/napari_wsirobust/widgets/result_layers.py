@@ -82,6 +82,27 @@ def warm_up_layers() -> None:
     )
 
 
+# Characters the result layers' text draws (top-tile ranks) plus those vispy's text visual measures its
+# line height with on first use ("ÅÉÑŐjgpqy ").
+RESULT_TEXT_CHARS = "0123456789ÅÉÑŐjgpqy "
+
+
+def warm_up_glyphs(viewer: Any, chars: str = RESULT_TEXT_CHARS) -> int:
+    """Render the glyphs of ``chars`` into the viewer canvas's font atlas now (each costs ~10 ms of
+    signed-distance-field rendering in Python), so the first paint of a result layer with text, at
+    the end of a run, does not. Returns how many glyphs were rendered; 0 when napari's canvas does not
+    expose its font (private API: skipped, never an error)."""
+    try:
+        info = viewer.window._qt_viewer.canvas._font_info
+        font = info.font_manager.get_font(info.face)
+        missing = [ch for ch in dict.fromkeys(chars) if ch not in font._glyphs]
+        for ch in missing:
+            font[ch]
+    except (AttributeError, TypeError, KeyError, RuntimeError):
+        return 0
+    return len(missing)
+
+
 def add_quietly(viewer: Any, layer: Any) -> None:
     """Insert ``layer`` without making it the active layer: napari would otherwise switch the layer
     controls to it, the largest part of adding a layer to a running viewer."""
