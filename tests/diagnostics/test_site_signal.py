@@ -25,4 +25,4 @@ def test_robust_head_representation_carries_less_scanner_signal(tmp_path) -> Non
     plain = [run_one(data, "plain", s, TrainConfig())["site_variance"] for s in seeds]
     robust = [run_one(data, DEFAULT_PRESET, s, TrainConfig())["site_variance"] for s in seeds]
     assert all(r < p for r, p in zip(robust, plain)), (plain, robust)  # seed by seed
-    assert np.mean(plain) - np.mean(robust) > 0.05, (plain, robust)
+    assert np.mean(plain) - np.mean(robust) > 0.15, (plain, robust)  # benchmark: 0.47 vs 0.20

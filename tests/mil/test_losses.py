@@ -15,6 +15,7 @@ from napari_wsirobust.mil.losses import (
     consistency_loss,
     gradient_reversal,
     representation_alignment_loss,
+    site_moment_loss,
     technical_contrastive_loss,
 )
 from napari_wsirobust.mil.site_norm import SiteStandardiser
@@ -85,6 +86,22 @@ def test_alignment_loss_is_scale_free_and_pulls_the_view_onto_the_original() -> 
     assert math.isclose(representation_alignment_loss(10 * z, 10 * swapped).item(), loss.item(), rel_tol=1e-6)
     loss.backward()
     assert swapped.grad[0, 0] < 0 < swapped.grad[0, 1]  # descent moves bag 0's view towards (1, 0)
+
+
+def test_site_moment_loss_value_scale_and_gradient() -> None:
+    labels = torch.tensor([0, 0, 1, 1])
+    sites = torch.tensor([0, 1, 0, 1])
+    # label 0: site means (2, 0) and (0, 0), label mean (1, 0): between = 1 + 1 = 2; label 1: equal
+    z = torch.tensor([[2.0, 1.0], [0.0, 1.0], [1.0, 1.0], [1.0, 1.0]], requires_grad=True)
+    loss = site_moment_loss(z, labels, sites)
+    assert math.isclose(loss.item(), 2.0 / (5 + 1 + 2 + 2), rel_tol=1e-6)
+    assert math.isclose(site_moment_loss(3 * z, labels, sites).item(), loss.item(), rel_tol=1e-6)
+    loss.backward()
+    assert z.grad[0, 0] > 0 > z.grad[1, 0]  # descent moves the two sites' slides of label 0 together
+    same = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 3.0], [0.0, 3.0]])
+    assert site_moment_loss(same, labels, sites).item() == 0.0  # site means equal within each label
+    # a label seen at one site only contributes nothing (site and label cannot be told apart there)
+    assert site_moment_loss(z.detach(), labels, torch.tensor([0, 0, 1, 1])).item() == 0.0
 
 
 def test_aem_prefers_spread_attention_and_ignores_padding() -> None:

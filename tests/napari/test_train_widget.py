@@ -88,7 +88,7 @@ def test_train_end_to_end_then_save_reload_and_analyse(qtbot, setup, tmp_path: P
     viewer, widget, slide_layer, csv_path, errors = setup
     rect = _build_cohort(widget, viewer, slide_layer, csv_path)
     widget._epochs.value = 6
-    assert widget._loss.value == "robust-align"  # robust on by default
+    assert widget._loss.value == "robust-moment"  # robust on by default
     _train(qtbot, widget)
     assert not errors, errors
     run = widget.last_run

@@ -22,6 +22,14 @@ the slide logits, tau a temperature.
   L = mean_i ||z_i - z'_i||^2 / (mean_j (||z_j||^2 + ||z'_j||^2) / 2), the whole slide representation
   (not only the prediction) made to ignore the scanner change; scale-free so the head cannot shrink z
   to satisfy it.
+- Site-moment matching, over a reference set of slides (the whole training set, every step):
+  within each label l that has slides from two or more sites, mu_l the label's mean representation
+  and mu_{l,s} that of its n_{l,s} slides from site s,
+  L = sum_l sum_s n_{l,s} ||mu_{l,s} - mu_l||^2 / sum_i ||z_i||^2:
+  zero when every site's slides of a label have the same mean representation. Divided by the mean
+  squared norm (not the variance, which the head could inflate with site-unrelated spread) so it is
+  scale-free. A direct, closed-form penalty on the site offsets a linear probe uses, where an
+  adversary can be fooled.
 - Attention-entropy maximisation (AEM, Zhang et al. 2024): L = -H(a) with
   H(a) = -sum_k a_k log a_k over the real tiles; added with weight lambda (0.1 in the authors' example),
   it penalises attention collapsing onto a few tiles.
@@ -143,3 +151,20 @@ def representation_alignment_loss(representation: torch.Tensor, swapped: torch.T
     mean_i ||z_i - z'_i||^2 / (mean_j (||z_j||^2 + ||z'_j||^2) / 2)."""
     scale = 0.5 * (representation.pow(2).sum(-1) + swapped.pow(2).sum(-1)).mean().clamp_min(1e-8)
     return (representation - swapped).pow(2).sum(-1).mean() / scale
+
+
+def site_moment_loss(representation: torch.Tensor, labels: torch.Tensor, sites: torch.Tensor) -> torch.Tensor:
+    """Within-label between-site spread of the site means of ``representation`` (B, H), relative to
+    its mean squared norm (see module docstring); 0 when no label has slides from two sites."""
+    between = representation.new_zeros(())
+    for label in torch.unique(labels):
+        z = representation[labels == label]
+        s = sites[labels == label]
+        site_values = torch.unique(s)
+        if len(site_values) < 2:
+            continue
+        centred = z - z.mean(dim=0)
+        for site in site_values:
+            group = centred[s == site]
+            between = between + len(group) * (group.mean(dim=0) ** 2).sum()
+    return between / (representation**2).sum().clamp_min(1e-8)

@@ -14,6 +14,7 @@ Per step: a class-balanced batch of bags (each bag's tiles subsampled to ``max_t
         + w_cons * consistency(bag, scanner-swapped view of the bag) + w_aem * (-H(attention))
         + w_view * CE(view logits, y) + w_align * alignment(z, z of the view)
         + w_ann * CE(instance logits of annotated tiles, their drawn labels)   [bags with annotations]
+        + w_mom * site-moment(z of every training slide, y, site)   [a separate reference forward pass]
 
 (formulas of each term in :mod:`napari_wsirobust.mil.losses`). AdamW, linear warm-up then cosine
 decay; the adversary's reversal strength ramps up as 2 / (1 + exp(-10 p)) - 1 over training
@@ -42,6 +43,7 @@ from .losses import (
     aem_loss,
     consistency_loss,
     representation_alignment_loss,
+    site_moment_loss,
     technical_contrastive_loss,
 )
 from .metrics import auc_ovr, balanced_accuracy
@@ -69,6 +71,9 @@ class LossConfig:
     view_ce: float = 0.0  # CE on the scanner-swapped view too (plain augmentation)
     view_align: float = 0.0  # slide representation of the view pulled onto the original's
     aem: float = 0.0
+    site_moment: float = 0.0  # between-site share of within-label variance, over all training slides
+    site_moment_tiles: int = 64  # tiles per slide in that every-step reference forward pass
+    site_moment_slides: int = 64  # at most this many training slides (a random subset) per step
     annotated_tiles: float = 1.0  # CE on tiles labelled by drawn annotations (only bags that have them)
     site_standardise: bool = False
 
@@ -79,7 +84,15 @@ class LossConfig:
     def describe(self) -> str:
         parts = [
             f"{name}={getattr(self, name)}"
-            for name in ("contrastive", "adversarial", "consistency", "view_ce", "view_align", "aem")
+            for name in (
+                "contrastive",
+                "adversarial",
+                "consistency",
+                "view_ce",
+                "view_align",
+                "aem",
+                "site_moment",
+            )
             if getattr(self, name) > 0
         ]
         if self.site_standardise:
@@ -88,8 +101,9 @@ class LossConfig:
 
 
 # Named configurations: the plain head, the per-site standardisation baseline, each robustness term
-# alone, "robust" (augmentation CE + contrastive + conditional adversary) and "robust-align" (the same plus
-# representation alignment), which measured best on the shortcut benchmark (BENCHMARKS.md) and is the default.
+# alone, "robust" (augmentation CE + contrastive + conditional adversary), "robust-align" (the same plus
+# representation alignment) and "robust-moment" (robust-align plus site-moment matching), which measured
+# best on the shortcut benchmark (BENCHMARKS.md) and is the default.
 LOSS_PRESETS: dict[str, LossConfig] = {
     "plain": LossConfig(),
     "site-norm": LossConfig(site_standardise=True),
@@ -100,8 +114,12 @@ LOSS_PRESETS: dict[str, LossConfig] = {
     "aem": LossConfig(aem=0.1),
     "robust": LossConfig(view_ce=1.0, contrastive=1.0, adversarial=1.0),
     "robust-align": LossConfig(view_ce=1.0, contrastive=1.0, adversarial=1.0, view_align=1.0),
+    "site-moment": LossConfig(site_moment=30.0),
+    "robust-moment": LossConfig(
+        view_ce=1.0, contrastive=1.0, adversarial=1.0, view_align=1.0, site_moment=30.0
+    ),
 }
-DEFAULT_PRESET = "robust-align"
+DEFAULT_PRESET = "robust-moment"
 
 
 @dataclass(frozen=True)
@@ -360,6 +378,8 @@ class Trainer:
                 )
         if losses.aem > 0:
             terms["aem"] = losses.aem * aem_loss(out.attention, mask)
+        if losses.site_moment > 0:
+            terms["site_moment"] = losses.site_moment * self._site_moment_term()
         if losses.annotated_tiles > 0 and out.instance_logits is not None:
             annotated = annotated_tile_loss(out.instance_logits, batch, picks)
             if annotated is not None:
@@ -371,6 +391,24 @@ class Trainer:
         values = {k: float(v.detach()) for k, v in terms.items()}
         values["total"] = float(total.detach())
         return values
+
+    def _site_moment_term(self) -> torch.Tensor:
+        """:func:`site_moment_loss` over the training slides (all of them, or a random
+        ``site_moment_slides`` of them; ``site_moment_tiles`` random tiles each)."""
+        losses = self.config.losses
+        bags = self.train_bags
+        if len(bags) > losses.site_moment_slides:
+            order = torch.randperm(len(bags), generator=self.generator)[: losses.site_moment_slides]
+            bags = [bags[int(i)] for i in order.sort().values]
+        arrays = []
+        for bag in bags:
+            idx = torch.randperm(bag.n_tiles, generator=self.generator)[: losses.site_moment_tiles]
+            arrays.append(self._features(bag, bag.features[idx.sort().values.numpy()]))
+        x, mask = _pad(arrays)
+        z = self.model.forward_details(x, mask).representation
+        labels = torch.tensor([b.label for b in bags])
+        sites = torch.tensor([max(b.site, 0) for b in bags])
+        return site_moment_loss(z, labels, sites)
 
     @torch.no_grad()
     def _validate_epoch(self) -> tuple[float, float, float]:
