@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,17 @@ def test_epochs_yield_progress_and_learn() -> None:
     assert metrics["auc"] > 0.8
     assert metrics["localisation_auc"] > 0.8  # attention finds the shifted (tumour) tiles
     assert len(preds) == 12 and preds[0].instance_probabilities.shape == (12, 2)
+
+
+def test_site_moment_term_runs_with_two_sites_and_is_skipped_with_one() -> None:
+    bags = _bags()
+    reports = list(_trainer(bags, "robust-moment", epochs=15).epochs())
+    assert "site_moment" in reports[0].losses
+    # the representation's within-label site offset (dimension 1 of the tiles) is driven down
+    assert reports[-1].losses["site_moment"] < reports[0].losses["site_moment"]
+    one_site = {k: [replace(b, site=0) for b in v] for k, v in bags.items()}
+    reports = list(_trainer(one_site, "robust-moment", epochs=2).epochs())
+    assert "site_moment" not in reports[0].losses and "contrastive" in reports[0].losses
 
 
 def test_same_seed_same_model() -> None:

@@ -378,7 +378,7 @@ class Trainer:
                 )
         if losses.aem > 0:
             terms["aem"] = losses.aem * aem_loss(out.attention, mask)
-        if losses.site_moment > 0:
+        if losses.site_moment > 0 and len({max(b.site, 0) for b in self.train_bags}) > 1:
             terms["site_moment"] = losses.site_moment * self._site_moment_term()
         if losses.annotated_tiles > 0 and out.instance_logits is not None:
             annotated = annotated_tile_loss(out.instance_logits, batch, picks)
