@@ -22,12 +22,12 @@ the slide logits, tau a temperature.
   L = mean_i ||z_i - z'_i||^2 / (mean_j (||z_j||^2 + ||z'_j||^2) / 2), the whole slide representation
   (not only the prediction) made to ignore the scanner change; scale-free so the head cannot shrink z
   to satisfy it.
-- Site-moment matching, over a reference set of slides (the whole training set, every step):
+- Site-moment matching, over a reference set of slides (the training slides, up to 64 every step):
   within each label l that has slides from two or more sites, mu_l the label's mean representation
   and mu_{l,s} that of its n_{l,s} slides from site s,
   L = sum_l sum_s n_{l,s} ||mu_{l,s} - mu_l||^2 / sum_i ||z_i||^2:
-  zero when every site's slides of a label have the same mean representation. Divided by the mean
-  squared norm (not the variance, which the head could inflate with site-unrelated spread) so it is
+  zero when every site's slides of a label have the same mean representation. Divided by the summed
+  squared norms (not the variance, which the head could inflate with site-unrelated spread) so it is
   scale-free. A direct, closed-form penalty on the site offsets a linear probe uses, where an
   adversary can be fooled.
 - Attention-entropy maximisation (AEM, Zhang et al. 2024): L = -H(a) with

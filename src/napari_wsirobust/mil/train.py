@@ -71,7 +71,7 @@ class LossConfig:
     view_ce: float = 0.0  # CE on the scanner-swapped view too (plain augmentation)
     view_align: float = 0.0  # slide representation of the view pulled onto the original's
     aem: float = 0.0
-    site_moment: float = 0.0  # between-site share of within-label variance, over all training slides
+    site_moment: float = 0.0  # within-label site-mean spread of z over the training slides (see losses)
     site_moment_tiles: int = 64  # tiles per slide in that every-step reference forward pass
     site_moment_slides: int = 64  # at most this many training slides (a random subset) per step
     annotated_tiles: float = 1.0  # CE on tiles labelled by drawn annotations (only bags that have them)

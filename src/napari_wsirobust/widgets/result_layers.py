@@ -88,10 +88,11 @@ RESULT_TEXT_CHARS = "0123456789ÅÉÑŐjgpqy "
 
 
 def warm_up_glyphs(viewer: Any, chars: str = RESULT_TEXT_CHARS) -> int:
-    """Render the glyphs of ``chars`` into the viewer canvas's font atlas now (each costs ~10 ms of
-    signed-distance-field rendering in Python), so the first paint of a result layer with text, at
-    the end of a run, does not. Returns how many glyphs were rendered; 0 when napari's canvas does not
-    expose its font (private API: skipped, never an error)."""
+    """Render the glyphs of ``chars`` into the viewer canvas's font atlas now (signed-distance fields
+    computed in Python: about half of a new top-tiles layer's first paint in bench_responsiveness),
+    so the first paint of a result layer with text, at the end of a run, does not. Returns how many
+    glyphs were rendered; 0 when napari's canvas does not expose its font (private API: skipped,
+    never an error)."""
     try:
         info = viewer.window._qt_viewer.canvas._font_info
         font = info.font_manager.get_font(info.face)
