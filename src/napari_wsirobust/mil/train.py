@@ -252,6 +252,7 @@ class Trainer:
         )
         torch.manual_seed(self.config.seed)
         self.generator = torch.Generator().manual_seed(self.config.seed)
+        self._multi_site = len({max(b.site, 0) for b in train}) > 1  # site-moment matching has sites to match
         self.head_config = HeadConfig(
             in_dim=source.embed_dim,
             n_classes=len(label_names),
@@ -378,7 +379,7 @@ class Trainer:
                 )
         if losses.aem > 0:
             terms["aem"] = losses.aem * aem_loss(out.attention, mask)
-        if losses.site_moment > 0 and len({max(b.site, 0) for b in self.train_bags}) > 1:
+        if losses.site_moment > 0 and self._multi_site:
             terms["site_moment"] = losses.site_moment * self._site_moment_term()
         if losses.annotated_tiles > 0 and out.instance_logits is not None:
             annotated = annotated_tile_loss(out.instance_logits, batch, picks)
