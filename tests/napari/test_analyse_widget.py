@@ -70,6 +70,7 @@ def test_whole_slide_layers_in_um_and_heatmap_on_the_tumour(qtbot, setup, analys
     assert roc_auc(truth.astype(int), values) > 0.8
     assert values[truth].mean() > values[~truth].mean() + 0.3
     top = layers["top_tiles"]
+    assert heat.visible and top.visible and not layers["score"].visible  # shown a turn after insertion
     assert len(top.data) == 8 and list(top.features["rank"]) == list(range(1, 9))
     low = np.asarray(slide_layer.translate) - 0.25
     high = low + np.array([1536, 2048]) * 0.5

@@ -295,8 +295,15 @@ class AnalyseWidget(Container):
         return [*steps, finish]
 
     def _put_layer(self, result: RegionAnalysis, item: tuple[Any, ...], offset: np.ndarray) -> None:
-        """Put one (data, kwargs, kind, built layer) from the worker into the viewer."""
+        """Put one (data, kwargs, kind, built layer) from the worker into the viewer. A new layer that
+        should be shown is inserted hidden and shown one event-loop turn later, so inserting it and
+        its first paint (texture upload, shader compilation) never block the same turn."""
+        shown = item[1].get("visible", True)
+        if item[3] is not None and shown:
+            item[3].visible = False  # only used if no layer of this kind exists yet
         layer, created = put_layer(self._viewer, result.request.slide_path, *item[:3], offset, item[3])
+        if created and shown:
+            self._pending.insert(0, lambda: setattr(layer, "visible", True))
         if created and item[2] == "shapes":
             layer.events.highlight.connect(self._on_top_tile_selected)
             layer.bind_key(".", lambda _ly: self.step_top_tile(+1), overwrite=True)
