@@ -14,14 +14,19 @@ def _cmd_generate_cohort(args: argparse.Namespace) -> int:
     from .synthetic import CohortConfig, generate_cohort
     from .synthetic.cohort import cohort_is_complete
 
-    cfg = CohortConfig(
-        seed=args.seed,
-        width=args.width,
-        height=args.height,
-        mpp=args.mpp,
-        atypia=args.atypia,
-        workers=args.workers,
-    )
+    try:
+        cfg = CohortConfig(
+            seed=args.seed,
+            width=args.width,
+            height=args.height,
+            mpp=args.mpp,
+            atypia=args.atypia,
+            rescanned_train_patients=args.rescanned_train_patients,
+            workers=args.workers,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if cohort_is_complete(args.out, cfg) and not args.force:
         print(f"cohort already complete: {Path(args.out) / 'cohort.csv'}")
         return 0
@@ -225,23 +230,42 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 def _cmd_benchmark_shortcut(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .mil.shortcut import ShortcutConfig, markdown_table, prepare, run_benchmark, summarise, write_results
-    from .mil.train import TrainConfig
+    from .mil.shortcut import (
+        ShortcutConfig,
+        markdown_table,
+        prepare,
+        run_benchmark,
+        summarise,
+        usable_presets,
+        write_results,
+    )
+    from .mil.train import LOSS_PRESETS, TrainConfig
     from .synthetic import CohortConfig
 
-    cohort = CohortConfig(workers=args.workers)
+    try:
+        cohort = CohortConfig(workers=args.workers, rescanned_train_patients=args.rescanned_train_patients)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.small:
         cohort = replace(cohort, width=1024, height=768, patients_train=24, patients_test_id=8)
     config = ShortcutConfig(
         work_dir=args.work or str(Path(args.out) / "work"),
         cohort=cohort,
         encoder=args.encoder,
-        presets=tuple(args.presets.split(",")),
+        presets=tuple(args.presets.split(",")) if args.presets else usable_presets(cohort),
         seeds=tuple(range(args.seeds)),
         train=replace(TrainConfig(), epochs=args.epochs),
         workers=args.workers,
         cache_dir=args.cache,
     )
+    unknown = [name for name in config.presets if name not in LOSS_PRESETS]
+    if unknown:
+        print(
+            f"error: unknown preset(s) {', '.join(unknown)}; choose from {', '.join(LOSS_PRESETS)}",
+            file=sys.stderr,
+        )
+        return 2
     data = prepare(config)
     runs = []
     for run in run_benchmark(data, config):
@@ -278,6 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=1536)
     p.add_argument("--mpp", type=float, default=0.5)
     p.add_argument("--atypia", type=float, default=0.5, help="tumour difficulty: 1 = obvious, 0.3 = subtle")
+    p.add_argument(
+        "--rescanned-train-patients",
+        type=int,
+        default=0,
+        help="per label, training patients also scanned on every other scanner (paired re-scans)",
+    )
     p.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
     p.add_argument("--force", action="store_true", help="regenerate even if present")
     p.set_defaults(func=_cmd_generate_cohort)
@@ -359,7 +389,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", default=None, help="cohort + features folder (default: OUT/work)")
     p.add_argument("--cache", default=None, help="feature cache (default: WORK/features)")
     p.add_argument("--encoder", default="effnet-lite0-imagenet")
-    p.add_argument("--presets", default=",".join(LOSS_PRESETS))
+    p.add_argument(
+        "--presets",
+        default=None,
+        help=f"comma-separated, from {','.join(LOSS_PRESETS)} (default: all that the cohort supports)",
+    )
+    p.add_argument(
+        "--rescanned-train-patients",
+        type=int,
+        default=0,
+        help="per label, training patients also scanned on every other scanner (paired re-scans)",
+    )
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--workers", type=int, default=2)

@@ -14,6 +14,7 @@ from napari_wsirobust.mil.losses import (
     attention_entropy,
     consistency_loss,
     gradient_reversal,
+    paired_scan_loss,
     representation_alignment_loss,
     site_moment_loss,
     technical_contrastive_loss,
@@ -102,6 +103,21 @@ def test_site_moment_loss_value_scale_and_gradient() -> None:
     assert site_moment_loss(same, labels, sites).item() == 0.0  # site means equal within each label
     # a label seen at one site only contributes nothing (site and label cannot be told apart there)
     assert site_moment_loss(z.detach(), labels, torch.tensor([0, 0, 1, 1])).item() == 0.0
+
+
+def test_paired_scan_loss_value_scale_and_gradient() -> None:
+    groups = torch.tensor([0, 0, 1])  # patient 0 scanned twice, patient 1 once
+    z = torch.tensor([[2.0, 0.0], [0.0, 0.0], [5.0, 5.0]], requires_grad=True)
+    p = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    # spread of patient 0 around its mean (1, 0): 1 + 1; squared norms 4 + 0 + 50; probabilities
+    # spread 2 x (0.5^2 + 0.5^2) = 1 over 3 slides
+    loss = paired_scan_loss(z, p, groups)
+    assert math.isclose(loss.item(), 2 / 54 + 1 / 3, rel_tol=1e-6)
+    scaled = paired_scan_loss(3 * z, p, groups) - 1 / 3
+    assert math.isclose(scaled.item(), 2 / 54, rel_tol=1e-5)  # the representation part is scale-free
+    loss.backward()
+    assert z.grad[0, 0] > 0 > z.grad[1, 0]  # descent moves the patient's two scans together
+    assert paired_scan_loss(z.detach(), p, torch.tensor([0, 1, 2])).item() == 0.0  # no re-scans
 
 
 def test_aem_prefers_spread_attention_and_ignores_padding() -> None:

@@ -18,6 +18,7 @@ from napari_wsirobust.mil.shortcut import (
     prepare,
     run_one,
     summarise,
+    usable_presets,
 )
 from napari_wsirobust.mil.train import DEFAULT_PRESET, TrainConfig
 from napari_wsirobust.synthetic import CohortConfig
@@ -59,6 +60,21 @@ def test_flip_rate_counts_patients_whose_label_changes() -> None:
 
     bags = [bag("p1", "A"), bag("p1", "B"), bag("p2", "A"), bag("p2", "B"), bag("p3", "A")]
     assert flip_rate(bags, [1, 0, 1, 1, 0]) == 0.5  # p1 flips, p2 does not, p3 has one scan
+
+
+def test_cohort_and_benchmark_commands_refuse_bad_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_main(["generate-cohort", str(tmp_path / "c"), "--rescanned-train-patients", "17"]) == 2
+    assert "rescanned_train_patients must be within 0..16" in capsys.readouterr().err
+    out = str(tmp_path / "b")
+    assert cli_main(["benchmark-shortcut", "--out", out, "--presets", "plain,robsut"]) == 2
+    assert "unknown preset(s) robsut" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists() and not (tmp_path / "b").exists()  # nothing generated
+    plain_cohort = usable_presets(CohortConfig())
+    rescanned = usable_presets(CohortConfig(rescanned_train_patients=1))
+    assert "paired-scan" not in plain_cohort and DEFAULT_PRESET in plain_cohort
+    assert set(rescanned) - set(plain_cohort) == {"paired-scan", "robust-paired"}
 
 
 def test_train_and_predict_command_line(

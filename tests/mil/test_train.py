@@ -10,8 +10,16 @@ import numpy as np
 import pytest
 import torch
 
+from napari_wsirobust.features.cohort import ExtractConfig
 from napari_wsirobust.mil.checkpoint import load_checkpoint
-from napari_wsirobust.mil.data import Bag, CohortError, CohortRow, read_cohort_table
+from napari_wsirobust.mil.data import (
+    Bag,
+    CohortError,
+    CohortRow,
+    CohortTable,
+    read_cohort_table,
+    rescanned_patients,
+)
 from napari_wsirobust.mil.predict import TrainedHead, evaluate
 from napari_wsirobust.mil.train import (
     LOSS_PRESETS,
@@ -21,6 +29,7 @@ from napari_wsirobust.mil.train import (
     TrainingError,
     train_to_completion,
 )
+from napari_wsirobust.mil.workflow import train_table
 
 DIM = 16
 
@@ -86,6 +95,37 @@ def test_site_moment_term_runs_with_two_sites_and_is_skipped_with_one() -> None:
     one_site = {k: [replace(b, site=0) for b in v] for k, v in bags.items()}
     reports = list(_trainer(one_site, "robust-moment", epochs=2).epochs())
     assert "site_moment" not in reports[0].losses and "contrastive" in reports[0].losses
+
+
+def _with_rescans(bags: dict[str, list[Bag]], n: int = 4) -> dict[str, list[Bag]]:
+    """The first ``n`` training slides also scanned at the other site: same tissue and patient, the
+    site offset on dimension 1 moved to the other site's."""
+    rescans = []
+    for bag in bags["train"][:n]:
+        other = "B" if bag.row.site == "A" else "A"
+        x = bag.features.copy()
+        x[:, 1] += {"A": 2.0, "B": -2.0}[other] - {"A": 2.0, "B": -2.0}[bag.row.site]
+        row = replace(bag.row, slide_id=bag.row.slide_id + "_rescan", site=other)
+        rescans.append(replace(bag, row=row, site=["A", "B"].index(other), features=x, views=[x.copy()]))
+    return {**bags, "train": bags["train"] + rescans}
+
+
+def test_paired_scan_term_learns_from_rescans_and_is_refused_without_them() -> None:
+    bags = _with_rescans(_bags())
+    reports = list(_trainer(bags, "paired-scan", epochs=15).epochs())
+    assert "paired_scan" in reports[0].losses
+    assert reports[-1].losses["paired_scan"] < reports[0].losses["paired_scan"]
+    with pytest.raises(TrainingError, match="scanned at two or more sites"):
+        _trainer(_bags(), "paired-scan")
+    # the workflow the CLI and the Train widget call refuses before embedding anything
+    rows = [b.row for b in _bags()["train"] + _bags()["val"]]
+    table = CohortTable(rows, ["normal", "tumour"], ["A", "B"])
+    config = TrainConfig(losses=LOSS_PRESETS["robust-paired"])
+    job = train_table(table, "unused", ExtractConfig(cache_dir="unused"), config)
+    with pytest.raises(CohortError, match="scanned at two or more sites"):
+        next(job)
+    assert rescanned_patients(rows) == set()
+    assert rescanned_patients([b.row for b in _with_rescans(_bags())["train"]]) == {"p0", "p1", "p2", "p3"}
 
 
 def test_same_seed_same_model() -> None:

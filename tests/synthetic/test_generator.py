@@ -166,6 +166,25 @@ def test_cohort_design_is_confounded_in_training_and_balanced_in_test() -> None:
         assert s.tissue == home_by_patient[s.patient].tissue and s.scanner != s.home_scanner
 
 
+def test_rescanned_training_patients_add_paired_scans_and_keep_the_home_design() -> None:
+    base = plan_cohort(CohortConfig())
+    cfg = CohortConfig(rescanned_train_patients=2)
+    plan = plan_cohort(cfg)
+    assert [s for s in plan if not s.swapped] == [s for s in base if not s.swapped]  # same home scans
+    rescans = [s for s in plan if s.swapped and s.split == "train"]
+    assert len(rescans) == 2 * 2 * 2  # 2 patients per label, each on the 2 other scanners
+    for label in ("tumour", "normal"):
+        patients = {s.patient for s in rescans if s.label == label}
+        assert len(patients) == 2
+        for patient in patients:
+            scans = [s for s in plan if s.patient == patient]
+            assert sorted(s.scanner for s in scans) == ["A", "B", "C"]
+            assert len({s.tissue for s in scans}) == 1 and {s.split for s in scans} == {"train"}
+    assert CohortConfig(rescanned_train_patients=0).identity() != cfg.identity()
+    with pytest.raises(ValueError, match="rescanned_train_patients"):
+        CohortConfig(rescanned_train_patients=17)
+
+
 def test_small_cohort_files_csv_and_resume(small_cohort: Path) -> None:
     rows = read_cohort_csv(small_cohort)
     assert {"path", "label", "scanner", "patient", "split"} <= set(rows[0])

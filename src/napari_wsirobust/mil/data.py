@@ -75,6 +75,21 @@ def assign_patient_splits(
     return out
 
 
+NO_RESCANS = (
+    "paired-scan consistency needs training patients scanned at two or more sites (the same patient id on "
+    "slides of different scanners/sites); this cohort has none - choose another loss configuration or "
+    "add the re-scans"
+)
+
+
+def rescanned_patients(rows: list[CohortRow]) -> set[str]:
+    """Patients with slides from two or more sites among ``rows`` (paired re-scans)."""
+    sites: dict[str, set[str]] = {}
+    for r in rows:
+        sites.setdefault(r.patient, set()).add(r.site)
+    return {p for p, s in sites.items() if len(s) >= 2}
+
+
 def check_patient_splits(rows: list[CohortRow]) -> None:
     seen: dict[str, str] = {}
     for r in rows:

@@ -30,6 +30,12 @@ the slide logits, tau a temperature.
   squared norms (not the variance, which the head could inflate with site-unrelated spread) so it is
   scale-free. A direct, closed-form penalty on the site offsets a linear probe uses, where an
   adversary can be fooled.
+- Paired-scan consistency, over the training slides of patients scanned at two or more sites (the
+  same tissue re-scanned: z_i, p_i of slide i of patient g, zbar_g and pbar_g the patient's means):
+  L = sum_g sum_{i in g} ||z_i - zbar_g||^2 / sum_i ||z_i||^2 + mean_i ||p_i - pbar_g(i)||^2:
+  the representation and the prediction of one tissue made the same whichever scanner imaged it. It
+  learns from real scanner differences, where the view-based terms only see simulated ones (the
+  family of losses of Henriksen et al. 2026, which use scans of the same tissue on several scanners).
 - Attention-entropy maximisation (AEM, Zhang et al. 2024): L = -H(a) with
   H(a) = -sum_k a_k log a_k over the real tiles; added with weight lambda (0.1 in the authors' example),
   it penalises attention collapsing onto a few tiles.
@@ -168,3 +174,22 @@ def site_moment_loss(representation: torch.Tensor, labels: torch.Tensor, sites: 
             group = centred[s == site]
             between = between + len(group) * (group.mean(dim=0) ** 2).sum()
     return between / (representation**2).sum().clamp_min(1e-8)
+
+
+def paired_scan_loss(
+    representation: torch.Tensor, probabilities: torch.Tensor, groups: torch.Tensor
+) -> torch.Tensor:
+    """Spread of the representation (scale-free) and of the predicted probabilities around each
+    group's mean, a group being one patient's scans (see module docstring); groups of one slide add
+    nothing, and with no group of two or more the loss is 0."""
+    spread = representation.new_zeros(())
+    prediction = representation.new_zeros(())
+    for group in torch.unique(groups):
+        members = groups == group
+        if int(members.sum()) < 2:
+            continue
+        z = representation[members]
+        p = probabilities[members]
+        spread = spread + ((z - z.mean(dim=0)) ** 2).sum()
+        prediction = prediction + ((p - p.mean(dim=0)) ** 2).sum()
+    return spread / (representation**2).sum().clamp_min(1e-8) + prediction / len(groups)

@@ -55,7 +55,7 @@ class ShortcutConfig:
     work_dir: str
     cohort: CohortConfig = field(default_factory=CohortConfig)
     encoder: str = "effnet-lite0-imagenet"
-    presets: tuple[str, ...] = tuple(LOSS_PRESETS)
+    presets: tuple[str, ...] = ()  # empty: every preset the cohort supports (usable_presets)
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     train: TrainConfig = field(default_factory=TrainConfig)
     views: int = 1  # scanner-swapped views per training/validation slide
@@ -72,6 +72,15 @@ class ShortcutData:
     table: CohortTable
     bags: dict[str, list[Bag]]
     source: FeatureSource
+
+
+def usable_presets(cohort: CohortConfig) -> tuple[str, ...]:
+    """Every loss preset this cohort can train: the paired-scan ones only with re-scanned patients."""
+    return tuple(
+        name
+        for name, losses in LOSS_PRESETS.items()
+        if losses.paired_scan == 0 or cohort.rescanned_train_patients > 0
+    )
 
 
 def prepare(config: ShortcutConfig, log: Any = print) -> ShortcutData:
@@ -160,7 +169,7 @@ def run_one(data: ShortcutData, preset: str, seed: int, train: TrainConfig) -> d
 
 def run_benchmark(data: ShortcutData, config: ShortcutConfig) -> Generator[dict[str, Any], None, None]:
     """Yield one result per (preset, seed) as they finish."""
-    for preset in config.presets:
+    for preset in config.presets or usable_presets(config.cohort):
         for seed in config.seeds:
             yield run_one(data, preset, seed, config.train)
 

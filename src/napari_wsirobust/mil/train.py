@@ -36,12 +36,13 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import CheckpointConfig, HeadConfig, save_checkpoint
-from .data import Bag
+from .data import NO_RESCANS, Bag
 from .losses import (
     SiteAdversary,
     adversarial_site_loss,
     aem_loss,
     consistency_loss,
+    paired_scan_loss,
     representation_alignment_loss,
     site_moment_loss,
     technical_contrastive_loss,
@@ -74,6 +75,7 @@ class LossConfig:
     site_moment: float = 0.0  # within-label site-mean spread of z over the training slides (see losses)
     site_moment_tiles: int = 64  # tiles per slide in that every-step reference forward pass
     site_moment_slides: int = 64  # at most this many training slides (a random subset) per step
+    paired_scan: float = 0.0  # one patient's scans on several scanners made to agree (see losses)
     annotated_tiles: float = 1.0  # CE on tiles labelled by drawn annotations (only bags that have them)
     site_standardise: bool = False
 
@@ -92,6 +94,7 @@ class LossConfig:
                 "view_align",
                 "aem",
                 "site_moment",
+                "paired_scan",
             )
             if getattr(self, name) > 0
         ]
@@ -103,7 +106,8 @@ class LossConfig:
 # Named configurations: the plain head, the per-site standardisation baseline, each robustness term
 # alone, "robust" (augmentation CE + contrastive + conditional adversary), "robust-align" (the same plus
 # representation alignment) and "robust-moment" (robust-align plus site-moment matching), which measured
-# best on the shortcut benchmark (BENCHMARKS.md) and is the default.
+# best on the shortcut benchmark (BENCHMARKS.md) and is the default. "paired-scan" and "robust-paired"
+# need training patients scanned on two or more scanners (the same patient id at several sites).
 LOSS_PRESETS: dict[str, LossConfig] = {
     "plain": LossConfig(),
     "site-norm": LossConfig(site_standardise=True),
@@ -117,6 +121,10 @@ LOSS_PRESETS: dict[str, LossConfig] = {
     "site-moment": LossConfig(site_moment=30.0),
     "robust-moment": LossConfig(
         view_ce=1.0, contrastive=1.0, adversarial=1.0, view_align=1.0, site_moment=30.0
+    ),
+    "paired-scan": LossConfig(paired_scan=3.0),
+    "robust-paired": LossConfig(
+        view_ce=1.0, contrastive=1.0, adversarial=1.0, view_align=1.0, site_moment=30.0, paired_scan=3.0
     ),
 }
 DEFAULT_PRESET = "robust-moment"
@@ -175,6 +183,21 @@ class TrainResult:
     best_epoch: int
     cancelled: bool
     checkpoint_path: Path | None = None
+
+
+def paired_scans(bags: list[Bag], limit: int = 64) -> list[list[Bag]]:
+    """The bags of patients with slides from two or more sites, grouped by patient (at most
+    ``limit`` slides in all, whole patients only)."""
+    by_patient: dict[str, list[Bag]] = {}
+    for bag in bags:
+        by_patient.setdefault(bag.row.patient, []).append(bag)
+    groups, total = [], 0
+    for patient in sorted(by_patient):
+        group = by_patient[patient]
+        if len({b.row.site for b in group}) >= 2 and total + len(group) <= limit:
+            groups.append(group)
+            total += len(group)
+    return groups
 
 
 def _pad(bags: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -253,6 +276,7 @@ class Trainer:
         torch.manual_seed(self.config.seed)
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self._multi_site = len({max(b.site, 0) for b in train}) > 1  # site-moment matching has sites to match
+        self._paired = paired_scans(train)
         self.head_config = HeadConfig(
             in_dim=source.embed_dim,
             n_classes=len(label_names),
@@ -305,6 +329,8 @@ class Trainer:
             )
         if self.config.losses.needs_views and not all(b.views for b in self.train_bags):
             raise TrainingError("the consistency loss needs scanner-swapped views of every training slide")
+        if self.config.losses.paired_scan > 0 and not paired_scans(self.train_bags):
+            raise TrainingError(NO_RESCANS)
         site_aware = self.config.losses.adversarial > 0 or self.config.losses.contrastive > 0
         if site_aware and len({b.row.site for b in self.train_bags}) < 2:
             raise TrainingError("site-aware losses need training slides from at least two sites")
@@ -381,6 +407,8 @@ class Trainer:
             terms["aem"] = losses.aem * aem_loss(out.attention, mask)
         if losses.site_moment > 0 and self._multi_site:
             terms["site_moment"] = losses.site_moment * self._site_moment_term()
+        if losses.paired_scan > 0 and self._paired:
+            terms["paired_scan"] = losses.paired_scan * self._paired_scan_term()
         if losses.annotated_tiles > 0 and out.instance_logits is not None:
             annotated = annotated_tile_loss(out.instance_logits, batch, picks)
             if annotated is not None:
@@ -410,6 +438,20 @@ class Trainer:
         labels = torch.tensor([b.label for b in bags])
         sites = torch.tensor([max(b.site, 0) for b in bags])
         return site_moment_loss(z, labels, sites)
+
+    def _paired_scan_term(self) -> torch.Tensor:
+        """:func:`paired_scan_loss` over the training slides of patients scanned at several sites
+        (``site_moment_tiles`` random tiles each)."""
+        tiles = self.config.losses.site_moment_tiles
+        arrays, groups = [], []
+        for group, bags in enumerate(self._paired):
+            for bag in bags:
+                idx = torch.randperm(bag.n_tiles, generator=self.generator)[:tiles].sort().values.numpy()
+                arrays.append(self._features(bag, bag.features[idx]))
+                groups.append(group)
+        x, mask = _pad(arrays)
+        out = self.model.forward_details(x, mask)
+        return paired_scan_loss(out.representation, torch.softmax(out.logits, dim=-1), torch.tensor(groups))
 
     @torch.no_grad()
     def _validate_epoch(self) -> tuple[float, float, float]:

@@ -17,7 +17,17 @@ import numpy as np
 from ..features.cohort import ExtractConfig, _encoder, extract_cohort, slide_features
 from ..stain import ScannerAugmentation
 from .annotations import SlideAnnotations
-from .data import TRAIN, VAL, Bag, CohortError, CohortTable, load_bags, read_cohort_table
+from .data import (
+    NO_RESCANS,
+    TRAIN,
+    VAL,
+    Bag,
+    CohortError,
+    CohortTable,
+    load_bags,
+    read_cohort_table,
+    rescanned_patients,
+)
 from .metrics import auc_ovr, balanced_accuracy
 from .predict import BagPrediction, TrainedHead
 from .train import EpochReport, FeatureSource, TrainConfig, Trainer, TrainResult
@@ -87,6 +97,8 @@ def train_table(
     train_rows, val_rows = table.split(TRAIN), table.split(VAL)
     if not train_rows or not val_rows:
         raise CohortError("need slides in both the 'train' and the 'val' split")
+    if config.losses.paired_scan > 0 and not rescanned_patients(train_rows):
+        raise CohortError(NO_RESCANS)
     views = tuple(ScannerAugmentation(seed=0, view=v) for v in range(n_views))
     if config.losses.needs_views or config.validate_on_views:
         extract = replace(extract, views=views)

@@ -9,6 +9,11 @@ scanned on a *home* scanner. Splits are by patient:
 - ``test_ood``: scanner and label independent (every label x scanner cell equally filled), and each
   of these patients is also re-scanned on every other profile (``swapped = 1``): same tissue, other
   scanner, the test bed for scanner-swap robustness.
+
+With ``rescanned_train_patients`` = k > 0, the first k training patients of each label are also
+re-scanned on every other profile (same tissue, same split): paired scans of the kind multi-scanner
+studies (PLISM, SCORPION) provide, which the paired-scan consistency loss learns from. The confound of
+the *home* scans is unchanged; the re-scans add k x (scanners - 1) slides per label.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ class CohortConfig:
     patients_test_id: int = 12
     ood_patients_per_cell: int = 2
     swap_ood: bool = True
+    rescanned_train_patients: int = 0  # per label: training patients also scanned on every other profile
     width: int = 2048
     height: int = 1536
     mpp: float = 0.5
@@ -76,11 +82,18 @@ class CohortConfig:
             raise ValueError("a multi-scanner cohort needs at least two scanners")
         if not 0.5 <= self.confound <= 1.0:
             raise ValueError("confound must be within 0.5..1.0")
+        if not 0 <= self.rescanned_train_patients <= self.patients_train // 2:
+            raise ValueError(
+                f"rescanned_train_patients must be within 0..{self.patients_train // 2} "
+                "(per label, at most the training patients of that label)"
+            )
 
     def identity(self) -> str:
         """Hash of everything that changes the generated pixels (not the worker count)."""
         data = asdict(self)
         data.pop("workers")
+        if not data["rescanned_train_patients"]:
+            data.pop("rescanned_train_patients")  # cohorts made before the option keep their identity
         data["profiles"] = [SCANNER_PROFILES[s].to_dict() for s in self.scanners]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -161,8 +174,9 @@ def plan_cohort(cfg: CohortConfig) -> list[CohortSlide]:
     ):
         n_tumour = n // 2
         for label, count in (("tumour", n_tumour), ("normal", n - n_tumour)):
-            for scanner in _confounded_scanners(count, label, cfg, rng):
-                add(label, scanner, split)
+            for i, scanner in enumerate(_confounded_scanners(count, label, cfg, rng)):
+                rescan = split == "train" and i < cfg.rescanned_train_patients
+                add(label, scanner, split, tuple(s for s in cfg.scanners if s != scanner) if rescan else ())
     for label in LABELS:
         for scanner in cfg.scanners:
             for _ in range(cfg.ood_patients_per_cell):
