@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import CheckpointConfig, HeadConfig, save_checkpoint
-from .data import NO_RESCANS, Bag
+from .data import NO_RESCANS, Bag, rescanned_patients
 from .losses import (
     SiteAdversary,
     adversarial_site_loss,
@@ -188,13 +188,11 @@ class TrainResult:
 def paired_scans(bags: list[Bag], limit: int = 64) -> list[list[Bag]]:
     """The bags of patients with slides from two or more sites, grouped by patient (at most
     ``limit`` slides in all, whole patients only)."""
-    by_patient: dict[str, list[Bag]] = {}
-    for bag in bags:
-        by_patient.setdefault(bag.row.patient, []).append(bag)
+    rescanned = rescanned_patients([b.row for b in bags])
     groups, total = [], 0
-    for patient in sorted(by_patient):
-        group = by_patient[patient]
-        if len({b.row.site for b in group}) >= 2 and total + len(group) <= limit:
+    for patient in sorted(rescanned):
+        group = [b for b in bags if b.row.patient == patient]
+        if total + len(group) <= limit:
             groups.append(group)
             total += len(group)
     return groups
