@@ -199,7 +199,8 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         f"{diag.n_slides} slides, {len(diag.sites)} sites (chance {diag.chance:.2f}): robustness index tiles "
         f"{diag.tile_robustness_index:.3f} (k={diag.tile_k}), slides {diag.slide_robustness_index:.3f} "
         f"(k={diag.slide_k}); site predictability embeddings {diag.site_predictability_embeddings:.3f}, "
-        f"head {diag.site_predictability_head:.3f}; site share of variance embeddings "
+        f"head {diag.site_predictability_head:.3f} (by chance up to {diag.probe_chance:.3f}); "
+        "site share of variance embeddings "
         f"{diag.site_variance_embeddings:.3f}, head {diag.site_variance_head:.3f}"
     )
     for m in diag.per_site:
@@ -273,7 +274,8 @@ def _cmd_benchmark_shortcut(args: argparse.Namespace) -> int:
         print(
             f"{run['preset']:12s} seed {run['seed']}: AUC id {run['auc_id']:.3f} "
             f"shifted {run['auc_shifted']:.3f} "
-            f"site {run['site_predictability']:.2f} (var {run['site_variance']:.2f}) "
+            f"site {run['site_predictability']:.2f} (chance up to {run['probe_chance']:.2f}, "
+            f"var {run['site_variance']:.2f}) "
             f"loc {run['localisation']:.3f}",
             flush=True,
         )

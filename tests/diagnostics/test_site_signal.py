@@ -7,8 +7,8 @@ signal than the plain head's.
    near 1.0 for both heads on this cohort (BENCHMARKS.md, shortcut benchmark), so it is not asserted.
 2. The same cohort with paired re-scans (one training patient per label also scanned on the other
    two scanners; the other slides are the same files, so their features come from the shared cache):
-   there the probe itself is lower for the paired-scan head than for the plain head (BENCHMARKS.md,
-   shortcut benchmark with paired re-scans: 0.81 vs 0.98 over 5 seeds).
+   there the probe itself is lower for the robust-paired head than for the plain head (BENCHMARKS.md,
+   shortcut benchmark with paired re-scans: 0.54 vs 0.98 over 5 seeds).
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ def test_with_paired_rescans_the_probe_itself_is_lower(tmp_path: Path, feature_c
     config = ShortcutConfig(work_dir=str(tmp_path), cohort=cohort, workers=2, cache_dir=str(feature_cache))
     data = prepare(config, log=lambda _: None)
     plain = [run_one(data, "plain", s, TrainConfig()) for s in SEEDS]
-    paired = [run_one(data, "paired-scan", s, TrainConfig()) for s in SEEDS]
+    paired = [run_one(data, "robust-paired", s, TrainConfig()) for s in SEEDS]
     probe_plain = [r["site_predictability"] for r in plain]
     probe_paired = [r["site_predictability"] for r in paired]
     assert all(q < p for q, p in zip(probe_paired, probe_plain)), (probe_plain, probe_paired)
-    assert np.mean(probe_plain) - np.mean(probe_paired) > 0.1, (probe_plain, probe_paired)
+    assert np.mean(probe_plain) - np.mean(probe_paired) > 0.25, (probe_plain, probe_paired)
     # and not by giving up accuracy on the scanner-shifted test
     assert min(r["auc_shifted"] for r in paired) >= min(r["auc_shifted"] for r in plain)

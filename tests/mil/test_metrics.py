@@ -14,6 +14,7 @@ from napari_wsirobust.mil.metrics import (
     per_site_auc,
     roc_auc,
     site_predictability,
+    site_probe_chance,
     site_variance_share,
 )
 
@@ -68,6 +69,17 @@ def test_site_predictability_high_when_encoded_and_chance_when_not() -> None:
     encoded = rng.normal(size=(60, 8)) + 3 * (sites[:, None] == np.array(["A", "B", "C"] + ["A"] * 5)[None])
     assert site_predictability(encoded, sites) > 0.9
     assert site_predictability(rng.normal(size=(60, 8)), sites) < 0.6
+
+
+def test_probe_chance_band_is_above_one_over_sites_with_few_slides() -> None:
+    rng = np.random.default_rng(1)
+    sites = np.repeat(["A", "B", "C"], 12)  # 36 slides, like the benchmark's test_ood
+    x = rng.normal(size=(36, 32))
+    chance = site_probe_chance(x, sites, permutations=60)
+    assert 1 / 3 < chance < 0.65  # the band a probe reaches by luck, well above 1/3
+    encoded = x + 3 * (sites[:, None] == "A")
+    assert site_predictability(encoded, sites) > site_probe_chance(encoded, sites, permutations=20)
+    assert np.isnan(site_probe_chance(x, ["A"] * 36, permutations=5))
 
 
 def test_site_variance_share_on_hand_made_groups() -> None:

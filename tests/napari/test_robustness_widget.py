@@ -126,6 +126,8 @@ def test_cohort_diagnostics_and_refusals(qtbot, setup, tmp_path: Path) -> None:
     diag = widget.cohort
     assert diag is not None and diag.n_slides == 6 and diag.sites == ["A", "C"]
     assert widget._metrics.shape[0] == 7 + 3  # seven headline rows + all/A/C
+    head_row = next(r for r in widget._metrics.value["data"] if r[0] == "site predictability, head")
+    assert f"by chance up to {diag.probe_chance:.3f}" in head_row[1]
     panels = 2 if diag.umap is None else 4  # PCA, and UMAP when umap-learn is installed
     assert len(widget.figure.axes) == panels and all(ax.collections for ax in widget.figure.axes)
     paths = widget.export(tmp_path / "cohort-export")

@@ -6,7 +6,9 @@ On bags of one cohort (slides with label, site, patient):
   slide excluded) and of slide embeddings (mean of the slide's tiles; same-patient neighbours
   excluded),
 - site predictability (:func:`~napari_wsirobust.mil.metrics.site_predictability`) from (a) the slide
-  embeddings and (b) the head's slide representation: a robust head should be near chance,
+  embeddings and (b) the head's slide representation: a robust head should be near chance, which
+  with few slides is a band: ``probe_chance`` is the 95th percentile of the probe on the head's
+  representation with the sites shuffled (:func:`~napari_wsirobust.mil.metrics.site_probe_chance`),
 - site share of variance (:func:`~napari_wsirobust.mil.metrics.site_variance_share`, eta^2) of the same
   two: how much of each representation is the site, which the probe (saturating at 1) does not tell,
 - AUC, balanced accuracy and ECE overall and per site,
@@ -32,6 +34,7 @@ from ..mil.metrics import (
     balanced_accuracy,
     expected_calibration_error,
     site_predictability,
+    site_probe_chance,
     site_variance_share,
 )
 from ..mil.predict import TrainedHead
@@ -64,6 +67,7 @@ class CohortDiagnostics:
     site_variance_embeddings: float  # between-site share of the slide embeddings' variance (eta^2)
     site_variance_head: float  # the same for the head's slide representation
     chance: float
+    probe_chance: float  # 95th percentile of the head probe with shuffled sites
     per_site: list[SiteMetrics]
     projection: np.ndarray = field(repr=False)  # (n_slides, 2) PCA of slide embeddings
     projection_variance: list[float] = field(default_factory=list)
@@ -164,6 +168,7 @@ def diagnose_cohort(head: TrainedHead, bags: list[Bag], seed: int = 0) -> Cohort
         site_variance_embeddings=site_variance_share(slide_emb, sites),
         site_variance_head=site_variance_share(representation, sites),
         chance=1.0 / len(set(sites)),
+        probe_chance=site_probe_chance(representation, sites, seed=seed),
         per_site=per_site,
         projection=projection,
         projection_variance=variance,

@@ -12,6 +12,8 @@
 - Site predictability: cross-validated balanced accuracy of a standardised, L2-regularised logistic
   regression predicting the site from a representation (chance = 1 / number of sites). Standardising
   each dimension makes it find *any* consistent linear trace of the site, however small its variance.
+  Its chance level on a given set (:func:`site_probe_chance`): the 95th percentile of the same probe
+  with the sites shuffled among the slides (with few slides, chance is a band, not 1 / sites).
 - Site variance share: the fraction of a representation's total variance that lies between the site
   means, eta^2 = sum_s n_s ||m_s - m||^2 / sum_i ||x_i - m||^2 (0: sites share one mean; 1: the
   representation is the site). Complements the probe by *how much* of the representation is the site;
@@ -143,6 +145,22 @@ def site_predictability(
         probe.fit(x[train], s[train])
         predicted[test] = probe.predict(x[test])
     return balanced_accuracy(s, predicted)
+
+
+def site_probe_chance(
+    representations: np.ndarray,
+    sites: Sequence[str],
+    permutations: int = 100,
+    quantile: float = 0.95,
+    seed: int = 0,
+) -> float:
+    """The ``quantile`` of :func:`site_predictability` over ``permutations`` shufflings of the sites
+    among the slides: what the probe reaches by chance on these representations."""
+    rng = np.random.default_rng(seed)
+    s = np.asarray(sites)
+    null = [site_predictability(representations, rng.permutation(s), seed=seed) for _ in range(permutations)]
+    null = [v for v in null if not np.isnan(v)]
+    return float(np.quantile(null, quantile)) if null else float("nan")
 
 
 def site_variance_share(representations: np.ndarray, sites: Sequence[str]) -> float:

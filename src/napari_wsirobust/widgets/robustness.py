@@ -278,7 +278,10 @@ class RobustnessWidget(Container):
             ["robustness index, tiles", f"{_cell(diag.tile_robustness_index)} (k={diag.tile_k})"],
             ["robustness index, slides", f"{_cell(diag.slide_robustness_index)} (k={diag.slide_k})"],
             ["site predictability, embeddings", _cell(diag.site_predictability_embeddings)],
-            ["site predictability, head", _cell(diag.site_predictability_head)],
+            [
+                "site predictability, head",
+                f"{_cell(diag.site_predictability_head)} (by chance up to {_cell(diag.probe_chance)})",
+            ],
             ["site share of variance, embeddings", _cell(diag.site_variance_embeddings)],
             ["site share of variance, head", _cell(diag.site_variance_head)],
         ]
