@@ -126,17 +126,20 @@ def _print_progress(item: object) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .mil.train import LOSS_PRESETS, TrainConfig, TrainingError
+    from .mil.data import TRAIN, CohortError, read_cohort_table
+    from .mil.train import LOSS_PRESETS, TrainConfig, TrainingError, resolve_preset
     from .mil.workflow import drive, train_cohort
 
-    losses = LOSS_PRESETS[args.loss]
-    config = replace(TrainConfig(), epochs=args.epochs, seed=args.seed, losses=losses)
-    extract = _extract_config(args, args.encoder)
     try:
+        preset = resolve_preset(args.loss, read_cohort_table(args.cohort).split(TRAIN))
+        print(f"loss configuration: {preset}" + (" (auto)" if args.loss != preset else ""), flush=True)
+        losses = LOSS_PRESETS[preset]
+        config = replace(TrainConfig(), epochs=args.epochs, seed=args.seed, losses=losses)
+        extract = _extract_config(args, args.encoder)
         result = drive(
             train_cohort(args.cohort, args.out, extract, config, workers=args.workers), _print_progress
         )
-    except TrainingError as exc:
+    except (TrainingError, CohortError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     best = result.config.metrics
@@ -346,14 +349,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
     p.set_defaults(func=_cmd_extract)
 
-    from .mil.train import DEFAULT_PRESET, LOSS_PRESETS
+    from .mil.train import AUTO_PRESET, LOSS_PRESETS
 
     p = sub.add_parser("train", help="train a robust MIL head on a cohort CSV")
     p.add_argument("cohort", help="CSV with path, label, scanner/site, patient, split columns")
     p.add_argument("--encoder", default="effnet-lite0-imagenet")
     p.add_argument("--weights", default=None, help="local weights file for the encoder")
     p.add_argument("--out", required=True, help="model folder (safetensors + JSON, saved atomically)")
-    p.add_argument("--loss", choices=sorted(LOSS_PRESETS), default=DEFAULT_PRESET)
+    p.add_argument(
+        "--loss",
+        choices=[AUTO_PRESET, *sorted(LOSS_PRESETS)],
+        default=AUTO_PRESET,
+        help="loss configuration; auto: robust-paired when training patients were re-scanned at "
+        "another site, else robust-moment",
+    )
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", default=None, help="feature cache folder (default: user cache)")

@@ -78,7 +78,10 @@ def test_cohort_and_benchmark_commands_refuse_bad_settings(
 
 
 def test_train_and_predict_command_line(
-    small_benchmark: tuple[ShortcutConfig, ShortcutData], tmp_path: Path, shared_slides: Path
+    small_benchmark: tuple[ShortcutConfig, ShortcutData],
+    tmp_path: Path,
+    shared_slides: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     config, data = small_benchmark
     cohort_csv = Path(config.work_dir) / "cohort" / "cohort.csv"
@@ -97,6 +100,7 @@ def test_train_and_predict_command_line(
         "0",
     ]
     assert cli_main(args) == 0
+    assert "loss configuration: robust-moment (auto)" in capsys.readouterr().out  # no re-scans
     head = TrainedHead.load(model)
     assert head.config.encoder_name == "effnet-lite0-imagenet" and head.label_names == ["normal", "tumour"]
     assert head.config.losses["view_ce"] == 1.0 and head.config.metrics["epochs_run"] >= 1

@@ -22,11 +22,13 @@ from napari_wsirobust.mil.data import (
 )
 from napari_wsirobust.mil.predict import TrainedHead, evaluate
 from napari_wsirobust.mil.train import (
+    DEFAULT_PRESET,
     LOSS_PRESETS,
     FeatureSource,
     TrainConfig,
     Trainer,
     TrainingError,
+    resolve_preset,
     train_to_completion,
 )
 from napari_wsirobust.mil.workflow import train_table
@@ -125,6 +127,10 @@ def test_paired_scan_term_learns_from_rescans_and_is_refused_without_them() -> N
     with pytest.raises(CohortError, match="scanned at two or more sites"):
         next(job)
     assert rescanned_patients(rows) == set()
+    assert resolve_preset("auto", rows) == DEFAULT_PRESET and resolve_preset("plain", rows) == "plain"
+    assert resolve_preset("auto", [b.row for b in _with_rescans(_bags())["train"]]) == "robust-paired"
+    with pytest.raises(TrainingError, match="unknown loss configuration 'robst'"):
+        resolve_preset("robst", rows)
     assert rescanned_patients([b.row for b in _with_rescans(_bags())["train"]]) == {"p0", "p1", "p2", "p3"}
 
 

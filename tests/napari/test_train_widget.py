@@ -88,11 +88,14 @@ def test_train_end_to_end_then_save_reload_and_analyse(qtbot, setup, tmp_path: P
     viewer, widget, slide_layer, csv_path, errors = setup
     rect = _build_cohort(widget, viewer, slide_layer, csv_path)
     widget._epochs.value = 6
-    assert widget._loss.value == "robust-moment"  # robust on by default
+    widget._loss.value = "paired-scan"  # this cohort has no re-scanned patient: refused at once
+    assert widget.train() is None and "scanned at two or more sites" in errors.pop()
+    widget._loss.value = "auto"  # robust on by default: auto resolves to robust-moment without re-scans
     _train(qtbot, widget)
     assert not errors, errors
     run = widget.last_run
     assert run is not None and run.result is not None and not run.result.cancelled
+    assert run.result.config.losses["site_moment"] == 30.0 and run.result.config.losses["paired_scan"] == 0
     assert widget.plot.epochs == list(range(1, 7))
     assert all(np.isfinite(widget.plot.losses)) and all(0 <= a <= 1 for a in widget.plot.val_aucs)
 

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import CheckpointConfig, HeadConfig, save_checkpoint
-from .data import NO_RESCANS, Bag, rescanned_patients
+from .data import NO_RESCANS, Bag, CohortRow, rescanned_patients
 from .losses import (
     SiteAdversary,
     adversarial_site_loss,
@@ -128,6 +128,18 @@ LOSS_PRESETS: dict[str, LossConfig] = {
     ),
 }
 DEFAULT_PRESET = "robust-moment"
+AUTO_PRESET = "auto"  # robust-paired when the training slides include re-scans, else DEFAULT_PRESET
+
+
+def resolve_preset(name: str, train_rows: list[CohortRow]) -> str:
+    """The preset ``name`` stands for: "auto" picks robust-paired when some training patient was
+    scanned at two or more sites (best on the re-scan benchmark) and the default otherwise."""
+    if name != AUTO_PRESET:
+        if name not in LOSS_PRESETS:
+            choices = ", ".join([AUTO_PRESET, *LOSS_PRESETS])
+            raise TrainingError(f"unknown loss configuration {name!r}; choose from {choices}")
+        return name
+    return "robust-paired" if rescanned_patients(train_rows) else DEFAULT_PRESET
 
 
 @dataclass(frozen=True)

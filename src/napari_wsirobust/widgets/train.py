@@ -34,9 +34,16 @@ from ..io.slide import LAYER_METADATA_KEY
 from ..mil.annotations import AnnotationError, SlideAnnotations
 from ..mil.checkpoint import save_checkpoint
 from ..mil.cohort_rows import TABLE_COLUMNS, record_for_slide, records_from_table, records_to_rows
-from ..mil.data import CohortError, build_cohort_table, read_cohort_table, write_cohort_csv
+from ..mil.data import (
+    NO_RESCANS,
+    CohortError,
+    build_cohort_table,
+    read_cohort_table,
+    rescanned_patients,
+    write_cohort_csv,
+)
 from ..mil.predict import TrainedHead
-from ..mil.train import DEFAULT_PRESET, LOSS_PRESETS, EpochReport, TrainConfig
+from ..mil.train import AUTO_PRESET, DEFAULT_PRESET, LOSS_PRESETS, EpochReport, TrainConfig, resolve_preset
 from ..mil.workflow import MetricRow, Stage, TrainingRun, metrics_table, train_table
 from .dock_lifetime import call_when_undocked
 from .layer_geometry import annotations_from_layer
@@ -87,7 +94,10 @@ class TrainWidget(Container):
         self._classes = LineEdit(label="Classes", value="normal, tumour")
         self._reference = LineEdit(label="Negative class", value="normal")
         self._use_ann = PushButton(text="Label slide from annotations")
-        self._loss = ComboBox(label="Loss", choices=list(LOSS_PRESETS), value=DEFAULT_PRESET)
+        self._loss = ComboBox(label="Loss", choices=[AUTO_PRESET, *LOSS_PRESETS], value=AUTO_PRESET)
+        self._loss.tooltip = (
+            f"auto: robust-paired when some training patient was scanned at two sites, else {DEFAULT_PRESET}"
+        )
         self._encoder = ComboBox(label="Encoder", choices=list_encoders(), value=ExtractConfig.encoder)
         self._device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
         self._epochs = SpinBox(label="Epochs", value=40, min=1, max=1000)
@@ -252,7 +262,11 @@ class TrainWidget(Container):
             cache_dir=_cache_dir(), encoder=self._encoder.value, device=self._device.value
         )
         epochs, patience = int(self._epochs.value), int(self._patience.value)
-        config = TrainConfig(epochs=epochs, patience=patience, losses=LOSS_PRESETS[self._loss.value])
+        preset = resolve_preset(self._loss.value, table.split("train"))
+        if LOSS_PRESETS[preset].paired_scan > 0 and not rescanned_patients(table.split("train")):
+            show_error(NO_RESCANS)  # refused now rather than after embedding every slide
+            return None
+        config = TrainConfig(epochs=epochs, patience=patience, losses=LOSS_PRESETS[preset])
         self._stop = threading.Event()
         job = train_table(
             table, model_dir, extract, config, workers=0, annotations=annotations,
@@ -276,7 +290,7 @@ class TrainWidget(Container):
         worker.finished.connect(self._on_finished)
         self._worker = worker
         self._set_running(True)
-        self._status.value = f"Training on {len(table)} slides ({self._loss.value}) ..."
+        self._status.value = f"Training on {len(table)} slides ({preset}) ..."
         worker.start()
         return worker
 
