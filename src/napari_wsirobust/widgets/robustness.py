@@ -247,6 +247,7 @@ class RobustnessWidget(Container):
         columns = list(rows[0])
         data = [[_cell(r[c]) for c in columns] for r in rows]
         self._table.value = {"data": data, "index": list(range(len(data))), "columns": columns}
+        _fit_columns(self._table)
         label = result.base.predicted_label
         self._spread.value = (
             f"Spread of p({label}) across profiles: <b>{result.spread:.3f}</b> "
@@ -277,13 +278,11 @@ class RobustnessWidget(Container):
             ["slides / sites", f"{diag.n_slides} / {len(diag.sites)} (chance {diag.chance:.2f})"],
             ["robustness index, tiles", f"{_cell(diag.tile_robustness_index)} (k={diag.tile_k})"],
             ["robustness index, slides", f"{_cell(diag.slide_robustness_index)} (k={diag.slide_k})"],
-            ["site predictability, embeddings", _cell(diag.site_predictability_embeddings)],
-            [
-                "site predictability, head",
-                f"{_cell(diag.site_predictability_head)} (by chance up to {_cell(diag.probe_chance)})",
-            ],
-            ["site share of variance, embeddings", _cell(diag.site_variance_embeddings)],
-            ["site share of variance, head", _cell(diag.site_variance_head)],
+            ["site probe, embeddings", _cell(diag.site_predictability_embeddings)],
+            ["site probe, head", _cell(diag.site_predictability_head)],
+            ["site probe by chance (95th pct)", _cell(diag.probe_chance)],
+            ["site variance share, embeddings", _cell(diag.site_variance_embeddings)],
+            ["site variance share, head", _cell(diag.site_variance_head)],
         ]
         rows += [
             [
@@ -293,6 +292,7 @@ class RobustnessWidget(Container):
             for m in diag.per_site
         ]
         self._metrics.value = {"data": rows, "index": list(range(len(rows))), "columns": ["metric", "value"]}
+        _fit_columns(self._metrics)
         self._canvas.setMinimumHeight(220 if diag.umap is None else 420)  # a second row: the UMAP
         projection_figure(diag, self.figure)
         self._canvas.draw_idle()
@@ -331,6 +331,11 @@ class RobustnessWidget(Container):
             return []
         show_info(f"Exported {len(paths)} files to {folder}")
         return paths
+
+
+def _fit_columns(table: Table) -> None:
+    """Columns as wide as their contents (names and values readable, not elided)."""
+    table.native.resizeColumnsToContents()
 
 
 def _cell(value: object) -> str:
