@@ -113,6 +113,10 @@ def test_train_end_to_end_then_save_reload_and_analyse(qtbot, setup, tmp_path: P
     # metrics: val overall and per scanner, shown in the table
     assert [(m.split, m.site) for m in widget.metrics] == [("val", "all"), ("val", "A"), ("val", "B")]
     assert widget._metrics.shape == (3, 5)
+    table = widget._metrics.native  # every cell readable in full, not elided
+    for col in range(table.columnCount()):
+        widest = max(table.fontMetrics().horizontalAdvance(table.item(r, col).text()) for r in range(3))
+        assert table.columnWidth(col) >= widest
 
     # saved model in the registry, so the Analyse widget lists it
     model_dir = Path(str(widget._model_dir.value))

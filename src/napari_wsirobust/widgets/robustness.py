@@ -39,6 +39,7 @@ from ..io.slide import LAYER_METADATA_KEY
 from .dock_lifetime import call_when_undocked
 from .layer_geometry import slide_origin_um
 from .result_layers import SCOPES, drawn_layer_choices, put_layer, remove_stale, scope_for, slide_choices
+from .tables import fit_columns
 
 if TYPE_CHECKING:
     import napari
@@ -247,7 +248,7 @@ class RobustnessWidget(Container):
         columns = list(rows[0])
         data = [[_cell(r[c]) for c in columns] for r in rows]
         self._table.value = {"data": data, "index": list(range(len(data))), "columns": columns}
-        _fit_columns(self._table)
+        fit_columns(self._table)
         label = result.base.predicted_label
         self._spread.value = (
             f"Spread of p({label}) across profiles: <b>{result.spread:.3f}</b> "
@@ -292,7 +293,7 @@ class RobustnessWidget(Container):
             for m in diag.per_site
         ]
         self._metrics.value = {"data": rows, "index": list(range(len(rows))), "columns": ["metric", "value"]}
-        _fit_columns(self._metrics)
+        fit_columns(self._metrics)
         self._canvas.setMinimumHeight(220 if diag.umap is None else 420)  # a second row: the UMAP
         projection_figure(diag, self.figure)
         self._canvas.draw_idle()
@@ -331,11 +332,6 @@ class RobustnessWidget(Container):
             return []
         show_info(f"Exported {len(paths)} files to {folder}")
         return paths
-
-
-def _fit_columns(table: Table) -> None:
-    """Columns as wide as their contents (names and values readable, not elided)."""
-    table.native.resizeColumnsToContents()
 
 
 def _cell(value: object) -> str:

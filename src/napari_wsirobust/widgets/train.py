@@ -49,6 +49,7 @@ from .dock_lifetime import call_when_undocked
 from .layer_geometry import annotations_from_layer
 from .result_layers import drawn_layer_choices, slide_choices
 from .slide_info import slide_layers
+from .tables import fit_columns
 from .training_plot import TrainingPlot
 
 if TYPE_CHECKING:
@@ -351,6 +352,7 @@ class TrainWidget(Container):
             [m.split, m.site, str(m.n_slides), _format(m.auc), _format(m.balanced_accuracy)] for m in metrics
         ]
         self._metrics.value = {"data": data, "index": list(range(len(data))), "columns": list(METRIC_COLUMNS)}
+        fit_columns(self._metrics)
 
     # -- save / load --------------------------------------------------------------------------------
     def save_model(self, folder: Path) -> Path | None:
