@@ -339,7 +339,7 @@ class Trainer:
             )
         if self.config.losses.needs_views and not all(b.views for b in self.train_bags):
             raise TrainingError("the consistency loss needs scanner-swapped views of every training slide")
-        if self.config.losses.paired_scan > 0 and not paired_scans(self.train_bags):
+        if self.config.losses.paired_scan > 0 and not rescanned_patients([b.row for b in self.train_bags]):
             raise TrainingError(NO_RESCANS)
         site_aware = self.config.losses.adversarial > 0 or self.config.losses.contrastive > 0
         if site_aware and len({b.row.site for b in self.train_bags}) < 2:
