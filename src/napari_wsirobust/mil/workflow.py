@@ -23,6 +23,7 @@ from .data import (
     VAL,
     Bag,
     CohortError,
+    CohortRow,
     CohortTable,
     load_bags,
     read_cohort_table,
@@ -30,7 +31,7 @@ from .data import (
 )
 from .metrics import auc_ovr, balanced_accuracy
 from .predict import BagPrediction, TrainedHead
-from .train import EpochReport, FeatureSource, TrainConfig, Trainer, TrainResult
+from .train import EpochReport, FeatureSource, LossConfig, TrainConfig, Trainer, TrainResult
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,13 @@ class TrainingRun:
     stopped: bool = False
 
 
+def check_losses_fit_cohort(losses: LossConfig, train_rows: list[CohortRow]) -> None:
+    """Refuse, before anything is embedded, a loss configuration the training rows cannot feed
+    (paired-scan consistency without re-scanned patients)."""
+    if losses.paired_scan > 0 and not rescanned_patients(train_rows):
+        raise CohortError(NO_RESCANS)
+
+
 def train_table(
     table: CohortTable,
     model_dir: str | os.PathLike[str],
@@ -97,8 +105,7 @@ def train_table(
     train_rows, val_rows = table.split(TRAIN), table.split(VAL)
     if not train_rows or not val_rows:
         raise CohortError("need slides in both the 'train' and the 'val' split")
-    if config.losses.paired_scan > 0 and not rescanned_patients(train_rows):
-        raise CohortError(NO_RESCANS)
+    check_losses_fit_cohort(config.losses, train_rows)
     views = tuple(ScannerAugmentation(seed=0, view=v) for v in range(n_views))
     if config.losses.needs_views or config.validate_on_views:
         extract = replace(extract, views=views)

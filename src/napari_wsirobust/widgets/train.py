@@ -34,17 +34,10 @@ from ..io.slide import LAYER_METADATA_KEY
 from ..mil.annotations import AnnotationError, SlideAnnotations
 from ..mil.checkpoint import save_checkpoint
 from ..mil.cohort_rows import TABLE_COLUMNS, record_for_slide, records_from_table, records_to_rows
-from ..mil.data import (
-    NO_RESCANS,
-    CohortError,
-    build_cohort_table,
-    read_cohort_table,
-    rescanned_patients,
-    write_cohort_csv,
-)
+from ..mil.data import CohortError, build_cohort_table, read_cohort_table, write_cohort_csv
 from ..mil.predict import TrainedHead
 from ..mil.train import AUTO_PRESET, DEFAULT_PRESET, LOSS_PRESETS, EpochReport, TrainConfig, resolve_preset
-from ..mil.workflow import MetricRow, Stage, TrainingRun, metrics_table, train_table
+from ..mil.workflow import MetricRow, Stage, TrainingRun, check_losses_fit_cohort, metrics_table, train_table
 from .dock_lifetime import call_when_undocked
 from .layer_geometry import annotations_from_layer
 from .result_layers import drawn_layer_choices, slide_choices
@@ -264,8 +257,10 @@ class TrainWidget(Container):
         )
         epochs, patience = int(self._epochs.value), int(self._patience.value)
         preset = resolve_preset(self._loss.value, table.split("train"))
-        if LOSS_PRESETS[preset].paired_scan > 0 and not rescanned_patients(table.split("train")):
-            show_error(NO_RESCANS)  # refused now rather than after embedding every slide
+        try:
+            check_losses_fit_cohort(LOSS_PRESETS[preset], table.split("train"))  # before the worker starts
+        except CohortError as exc:
+            show_error(str(exc))
             return None
         config = TrainConfig(epochs=epochs, patience=patience, losses=LOSS_PRESETS[preset])
         self._stop = threading.Event()
