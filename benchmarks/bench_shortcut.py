@@ -5,7 +5,8 @@ and benchmarks/_work/shortcut_out/shortcut_benchmark.json). The cohort and its f
 in benchmarks/_work, so a re-run only trains. ``--save-demo-model`` also trains the best robust
 configuration with seed 0 and saves it as the package's bundled demo model. ``--rescanned K`` runs
 the paired re-scan variant instead (K training patients per label also scanned on every other
-scanner; the "shortcut-rescan" section).
+scanner; the "shortcut-rescan" section for K = 1, "shortcut-rescanK" otherwise, each with the
+site probe of every seed against its chance band).
 """
 
 from __future__ import annotations
@@ -84,6 +85,19 @@ def main() -> int:
 RESCAN_PRESETS = ("plain", "augment", "robust-moment", "paired-scan", "robust-paired")
 
 
+def probe_by_seed(runs: list[dict]) -> str:
+    """One line per configuration: each seed's site probe against that seed's chance band."""
+    lines = ["Site probe by seed (probe / its 95th percentile by chance; * = within the chance band):", ""]
+    for preset in dict.fromkeys(run["preset"] for run in runs):
+        cells = []
+        for run in (r for r in runs if r["preset"] == preset):
+            within = "*" if run["site_predictability"] <= run["probe_chance"] else ""
+            cells.append(f"{run['site_predictability']:.3f} / {run['probe_chance']:.3f}{within}")
+        n_within = sum(c.endswith("*") for c in cells)
+        lines.append(f"- {preset}: " + ", ".join(cells) + f" ({n_within} of {len(cells)} within)")
+    return "\n".join(lines) + "\n"
+
+
 def run_rescanned(k: int, seeds: int) -> int:
     out = WORK / f"shortcut_rescan{k}_out"
     command = [
@@ -95,15 +109,16 @@ def run_rescanned(k: int, seeds: int) -> int:
     if status:
         return status
     table = (out / "shortcut_benchmark.md").read_text()
+    runs = json.loads((out / "shortcut_benchmark.json").read_text())["runs"]
     body = (
-        "## Shortcut benchmark with paired re-scans (issue 4)\n\n"
+        f"## Shortcut benchmark with paired re-scans, K = {k} (issue 4)\n\n"
         f"`.venv/bin/python benchmarks/bench_shortcut.py --rescanned {k}` on {machine_line()}. The default "
         f"cohort plus re-scans: {k} training patient(s) per label also scanned on every other scanner "
         f"({4 * k} more training slides, same tissue; test sets unchanged; paired-scan consistency "
         "learns from them, every other term treats them as ordinary slides). Columns as in the "
-        f"shortcut benchmark above; mean ± SD over {seeds} seeds.\n\n" + table
+        f"shortcut benchmark above; mean ± SD over {seeds} seeds.\n\n" + table + "\n" + probe_by_seed(runs)
     )
-    write_section("shortcut-rescan", body)
+    write_section("shortcut-rescan" if k == 1 else f"shortcut-rescan{k}", body)
     return 0
 
 

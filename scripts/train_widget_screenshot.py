@@ -49,7 +49,12 @@ def main() -> int:
     (slide,) = viewer.open(str(opened), plugin="napari-wsirobust")
     rect = np.array([[0.0, 0.0], [0.0, 512.0], [192.0, 512.0], [192.0, 0.0]])
     shapes = viewer.add_shapes(
-        [rect], shape_type="rectangle", name="tumour", edge_color="red", face_color="transparent"
+        [rect],
+        shape_type="rectangle",
+        name="tumour",
+        edge_color="red",
+        face_color="transparent",
+        units=slide.units,  # as napari's own "new shapes" button does: world coordinates are µm
     )
     widget = TrainWidget(viewer)
     viewer.window.add_dock_widget(widget, area="right", name="Train MIL head")

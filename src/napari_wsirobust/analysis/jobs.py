@@ -8,6 +8,8 @@ progress step (so clean-up such as stopping tile readers never runs on the GUI t
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -51,6 +53,29 @@ def user_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def lower_thread_priority(increment: int = 10) -> bool:
+    """Make the calling thread (and threads it starts later) yield the CPU to the GUI thread.
+
+    On Linux a thread has its own nice value and threads it creates inherit it, so a worker that calls
+    this before its first torch operation also lowers the compute threads torch starts from it. The GUI
+    thread keeps its priority: on a machine with few cores, a worker embedding tiles then slows itself
+    down instead of the viewer's panning. Returns whether the thread now runs at the lowered priority
+    (False on the main thread and where per-thread priorities do not exist); never raises.
+    """
+    if not sys.platform.startswith("linux"):
+        return False  # elsewhere the id of a thread is not something setpriority accepts
+    if threading.current_thread() is threading.main_thread():
+        return False  # never demote the GUI (or a command-line program's only) thread
+    tid = threading.get_native_id()
+    try:
+        target = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + increment)  # main thread's + n
+        if os.getpriority(os.PRIO_PROCESS, tid) < target:  # pooled threads come back already lowered
+            os.setpriority(os.PRIO_PROCESS, tid, target)
+    except OSError:
+        return False
+    return True
+
+
 def relay(gen: Generator[Any, None, T], convert: Callable[[Any], Any]) -> Generator[Any, None, T]:
     """Yield ``convert(item)`` for each progress item of ``gen``; return ``gen``'s value."""
     while True:
@@ -62,7 +87,12 @@ def relay(gen: Generator[Any, None, T], convert: Callable[[Any], Any]) -> Genera
 
 
 def guarded(gen: Generator[Any, None, T], cancel: threading.Event) -> Generator[Any, None, Outcome[T]]:
-    """Yield ``gen``'s progress; return its value, its error as a message, or a cancellation."""
+    """Yield ``gen``'s progress; return its value, its error as a message, or a cancellation.
+
+    Iterated from a worker thread, that thread first gives itself a lower CPU priority
+    (:func:`lower_thread_priority`) so the viewer stays responsive while it computes.
+    """
+    lower_thread_priority()
     try:
         while True:
             if cancel.is_set():
