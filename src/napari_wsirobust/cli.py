@@ -22,6 +22,7 @@ def _cmd_generate_cohort(args: argparse.Namespace) -> int:
             mpp=args.mpp,
             atypia=args.atypia,
             rescanned_train_patients=args.rescanned_train_patients,
+            reference_patients=args.reference_patients,
             workers=args.workers,
         )
     except ValueError as exc:
@@ -126,12 +127,12 @@ def _print_progress(item: object) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .mil.data import TRAIN, CohortError, read_cohort_table
+    from .mil.data import REFERENCE, TRAIN, CohortError, read_cohort_table
     from .mil.train import LOSS_PRESETS, TrainConfig, TrainingError, resolve_preset
     from .mil.workflow import drive, train_cohort
 
     try:
-        preset = resolve_preset(args.loss, read_cohort_table(args.cohort).split(TRAIN))
+        preset = resolve_preset(args.loss, read_cohort_table(args.cohort).split(TRAIN, REFERENCE))
         print(f"loss configuration: {preset}" + (" (auto)" if args.loss != preset else ""), flush=True)
         losses = LOSS_PRESETS[preset]
         config = replace(TrainConfig(), epochs=args.epochs, seed=args.seed, losses=losses)
@@ -247,7 +248,11 @@ def _cmd_benchmark_shortcut(args: argparse.Namespace) -> int:
     from .synthetic import CohortConfig
 
     try:
-        cohort = CohortConfig(workers=args.workers, rescanned_train_patients=args.rescanned_train_patients)
+        cohort = CohortConfig(
+            workers=args.workers,
+            rescanned_train_patients=args.rescanned_train_patients,
+            reference_patients=args.reference_patients,
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -290,6 +295,22 @@ def _cmd_benchmark_shortcut(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_rescan_options(p: argparse.ArgumentParser) -> None:
+    """Re-scan options of the synthetic cohort (generate-cohort, benchmark-shortcut)."""
+    p.add_argument(
+        "--rescanned-train-patients",
+        type=int,
+        default=0,
+        help="per label, training patients also scanned on every other scanner (paired re-scans)",
+    )
+    p.add_argument(
+        "--reference-patients",
+        type=int,
+        default=0,
+        help="per label, unlabelled patients scanned on every scanner (split 'reference', re-scans only)",
+    )
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -307,12 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=1536)
     p.add_argument("--mpp", type=float, default=0.5)
     p.add_argument("--atypia", type=float, default=0.5, help="tumour difficulty: 1 = obvious, 0.3 = subtle")
-    p.add_argument(
-        "--rescanned-train-patients",
-        type=int,
-        default=0,
-        help="per label, training patients also scanned on every other scanner (paired re-scans)",
-    )
+    _add_rescan_options(p)
     p.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
     p.add_argument("--force", action="store_true", help="regenerate even if present")
     p.set_defaults(func=_cmd_generate_cohort)
@@ -405,12 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"comma-separated, from {','.join(LOSS_PRESETS)} (default: all that the cohort supports)",
     )
-    p.add_argument(
-        "--rescanned-train-patients",
-        type=int,
-        default=0,
-        help="per label, training patients also scanned on every other scanner (paired re-scans)",
-    )
+    _add_rescan_options(p)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--workers", type=int, default=2)

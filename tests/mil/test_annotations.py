@@ -174,8 +174,14 @@ def test_records_round_trip_through_a_cohort_csv(tmp_path: Path) -> None:
         (r.path, r.label, r.site, r.split) for r in rows
     ]
     records[0]["split"] = "training"
-    with pytest.raises(CohortError, match="row 1: split"):
+    with pytest.raises(
+        CohortError, match="row 1: split 'training' is not one of train, val, test, reference"
+    ):
         records_to_rows(records)
+    for split in ("test_ood", "reference"):  # evaluation splits by name, and unlabelled re-scans
+        records[0].update(split=split, label="" if split == "reference" else "tumour")
+        assert records_to_rows(records)[0].split == split
+    assert [r.split for r in build_cohort_table(records_to_rows(records)).rows][:2] == ["reference", "train"]
     records[0].update(split="train", path=str(tmp_path / "missing.tiff"))
     with pytest.raises(CohortError, match="not found"):
         records_to_rows(records)

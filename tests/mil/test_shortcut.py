@@ -75,6 +75,9 @@ def test_cohort_and_benchmark_commands_refuse_bad_settings(
     rescanned = usable_presets(CohortConfig(rescanned_train_patients=1))
     assert "paired-scan" not in plain_cohort and DEFAULT_PRESET in plain_cohort
     assert set(rescanned) - set(plain_cohort) == {"paired-scan", "robust-paired"}
+    assert usable_presets(CohortConfig(reference_patients=1)) == rescanned
+    assert cli_main(["generate-cohort", str(tmp_path / "c"), "--reference-patients", "-1"]) == 2
+    assert "reference_patients must be within 0..50" in capsys.readouterr().err
 
 
 def test_train_and_predict_command_line(

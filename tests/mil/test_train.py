@@ -134,6 +134,49 @@ def test_paired_scan_term_learns_from_rescans_and_is_refused_without_them() -> N
     assert rescanned_patients([b.row for b in _with_rescans(_bags())["train"]]) == {"p0", "p1", "p2", "p3"}
 
 
+def _reference_rescans(n: int = 3, seed: int = 5) -> list[Bag]:
+    """``n`` unlabelled reference patients, each scanned at both sites (same tiles, the site offset on
+    dimension 1 moved): the paired-scan loss's only source in the reference tests."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        home = _bag(100 + i, i % 2, "A", rng, "reference")
+        x = home.features.copy()
+        x[:, 1] -= 4.0  # A's offset (+2) -> B's (-2)
+        row = replace(home.row, slide_id=home.row.slide_id + "_B", site="B", label="")
+        out.append(replace(home, row=replace(home.row, label=""), label=-1))
+        out.append(replace(home, row=row, label=-1, site=1, features=x, views=[x.copy()]))
+    return out
+
+
+def test_reference_rescans_feed_only_the_paired_scan_term() -> None:
+    bags, reference = _bags(), _reference_rescans()
+    with pytest.raises(TrainingError, match="scanned at two or more sites"):
+        _trainer(bags, "robust-paired")  # no re-scans among the training slides ...
+    trainer = _trainer(bags, "robust-paired", epochs=15, reference=reference)  # ... but in the reference set
+    assert [b.row.patient for g in trainer._paired for b in g] == [
+        "p100",
+        "p100",
+        "p101",
+        "p101",
+        "p102",
+        "p102",
+    ]
+    reports = list(trainer.epochs())
+    assert "paired_scan" in reports[0].losses
+    assert reports[-1].losses["paired_scan"] < reports[0].losses["paired_scan"]
+    # the classification and site terms never see the reference slides (their label is -1)
+    assert len(trainer._balanced_order()) == len(bags["train"])
+    assert trainer.checkpoint_config().metrics["paired_scan_slides"] == 6
+    assert trainer.checkpoint_config().metrics["train_slides"] == len(bags["train"])
+    # a plain head trained beside an (unused) reference set is the plain head trained without it
+    without = train_to_completion(_trainer(bags, "plain", epochs=4)).model.state_dict()
+    beside = train_to_completion(_trainer(bags, "plain", epochs=4, reference=reference)).model.state_dict()
+    assert all(torch.equal(without[k], beside[k]) for k in without)
+    rows = [b.row for b in bags["train"] + reference]
+    assert resolve_preset("auto", rows) == "robust-paired"
+
+
 def test_same_seed_same_model() -> None:
     bags = _bags()
     a = train_to_completion(_trainer(bags, "robust", seed=3)).model.state_dict()
@@ -222,3 +265,25 @@ def test_cohort_table_validation(tmp_path: Path) -> None:
     assert all(len(s) == 1 for s in by_patient.values())  # splits drawn per patient
     assert {r.split for r in table.rows} == {"train", "val", "test"}
     assert table.rows[0].path == str((tmp_path / "s0.tiff").resolve()) and table.site_names == ["unknown"]
+
+
+def test_reference_rows_may_be_unlabelled(tmp_path: Path) -> None:
+    rows = [
+        {"path": "t.tiff", "label": "tumour", "scanner": "A", "patient": "p1", "split": "train"},
+        {"path": "n.tiff", "label": "normal", "scanner": "B", "patient": "p2", "split": "train"},
+        {"path": "r1.tiff", "label": "", "scanner": "A", "patient": "ref1", "split": "reference"},
+        {"path": "r2.tiff", "label": "", "scanner": "B", "patient": "ref1", "split": "reference"},
+    ]
+    table = read_cohort_table(_write_csv(tmp_path / "ref.csv", rows))
+    assert table.label_names == ["normal", "tumour"]  # a blank reference label is not a class
+    assert [r.patient for r in table.split("reference")] == ["ref1", "ref1"]
+    assert rescanned_patients(table.split("train", "reference")) == {"ref1"}
+    unlabelled_train = [dict(rows[0], label=""), *rows[1:]]
+    with pytest.raises(CohortError, match="no label for t"):
+        read_cohort_table(_write_csv(tmp_path / "bad.csv", unlabelled_train))
+    with pytest.raises(CohortError, match="only 'reference' slides"):
+        read_cohort_table(_write_csv(tmp_path / "refonly.csv", rows[2:]))
+    with pytest.raises(CohortError, match="filled for some slides only"):
+        read_cohort_table(
+            _write_csv(tmp_path / "mixed.csv", [dict(r, split="") for r in rows[:2]] + rows[2:])
+        )

@@ -185,6 +185,22 @@ def test_rescanned_training_patients_add_paired_scans_and_keep_the_home_design()
         CohortConfig(rescanned_train_patients=17)
 
 
+def test_reference_patients_are_unlabelled_rescans_added_after_every_other_slide() -> None:
+    base = plan_cohort(CohortConfig())
+    cfg = CohortConfig(reference_patients=2)
+    plan = plan_cohort(cfg)
+    assert plan[: len(base)] == base  # every labelled slide keeps its tissue, file and split
+    reference = plan[len(base) :]
+    assert {s.split for s in reference} == {"reference"} and len(reference) == 2 * 2 * 3
+    for patient in {s.patient for s in reference}:
+        scans = [s for s in reference if s.patient == patient]
+        assert sorted(s.scanner for s in scans) == ["A", "B", "C"] and len({s.tissue for s in scans}) == 1
+    assert sorted(s.label for s in reference[::3]) == ["normal", "normal", "tumour", "tumour"]
+    assert CohortConfig(reference_patients=0).identity() == CohortConfig().identity() != cfg.identity()
+    with pytest.raises(ValueError, match="reference_patients"):
+        CohortConfig(reference_patients=-1)
+
+
 def test_small_cohort_files_csv_and_resume(small_cohort: Path) -> None:
     rows = read_cohort_csv(small_cohort)
     assert {"path", "label", "scanner", "patient", "split"} <= set(rows[0])

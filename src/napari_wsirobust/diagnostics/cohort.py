@@ -187,13 +187,13 @@ def diagnose_cohort_csv(
     device: str = "auto",
 ) -> Generator[Any, None, CohortDiagnostics]:
     """Embed (cached) the slides of a cohort CSV (``splits``: only those) and diagnose them with
-    ``head``; yields progress per slide."""
+    ``head``; yields progress per slide. Unlabelled ``reference`` re-scans are left out."""
     from ..analysis.region import AnalysisProgress
-    from ..mil.data import CohortError, load_bags, read_cohort_table
+    from ..mil.data import REFERENCE, CohortError, load_bags, read_cohort_table
     from ..mil.workflow import extract_config_for
 
     table = read_cohort_table(cohort_csv, label_names=head.label_names)
-    rows = [r for r in table.rows if splits is None or r.split in splits]
+    rows = [r for r in table.rows if r.split != REFERENCE and (splits is None or r.split in splits)]
     if len(rows) < 2:
         raise CohortError(f"{len(rows)} slide(s) in splits {splits}; need at least two to diagnose")
     extract = extract_config_for(head, cache_dir, device)

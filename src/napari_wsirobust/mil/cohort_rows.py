@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data import CohortError, CohortRow, CohortTable
+from .data import REFERENCE, TRAIN, VAL, CohortError, CohortRow, CohortTable
 
 TABLE_COLUMNS = ("slide_id", "label", "site", "patient", "split", "labels_from", "path")
-SPLITS = ("train", "val", "test")
+SPLITS = (TRAIN, VAL, "test", REFERENCE)  # and test_* (e.g. test_id, test_ood): evaluation splits
+
+
+def is_known_split(split: str) -> bool:
+    """A split the table accepts: train, val, reference, test or test_<name> (a typo is refused)."""
+    return split in SPLITS or split.startswith("test_")
 
 
 def record_for_slide(path: str, site: str | None = None) -> dict[str, str]:
@@ -53,8 +58,10 @@ def records_to_rows(records: list[dict[str, str]]) -> list[CohortRow]:
             raise CohortError(f"row {i}: no slide path")
         if not Path(values["path"]).exists():
             raise CohortError(f"row {i}: slide file not found: {values['path']}")
-        if values["split"] and values["split"] not in SPLITS:
-            raise CohortError(f"row {i}: split {values['split']!r} is not one of {', '.join(SPLITS)}")
+        if values["split"] and not is_known_split(values["split"]):
+            raise CohortError(
+                f"row {i}: split {values['split']!r} is not one of {', '.join(SPLITS)} or test_<name>"
+            )
         slide_id = values["slide_id"] or Path(values["path"]).stem
         rows.append(
             CohortRow(

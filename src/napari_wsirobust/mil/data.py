@@ -6,6 +6,11 @@ A cohort CSV needs ``path`` (relative paths are resolved against the CSV's folde
 drawn with a seed, stratified by label) are optional. A patient never spans two splits: a table that
 puts one patient in two splits is refused, because slides of the same patient in train and test
 leak the patient's biology into the test score.
+
+Split ``reference`` holds *reference re-scans*: tissue scanned on two or more scanners/sites (the same
+``patient`` id on each scan), e.g. a multi-scanner calibration set in the manner of PLISM. Their labels
+may be blank: they never enter the classification loss, validation or evaluation; only the
+paired-scan consistency loss reads them, to learn what a change of scanner alone does.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from ..features.cohort import ExtractConfig, slide_features
 from ..stain import ScannerAugmentation
 from ..tiling import TileGrid
 
-TRAIN, VAL = "train", "val"
+TRAIN, VAL, REFERENCE = "train", "val", "reference"
 
 
 class CohortError(ValueError):
@@ -76,14 +81,16 @@ def assign_patient_splits(
 
 
 NO_RESCANS = (
-    "paired-scan consistency needs training patients scanned at two or more sites (the same patient id on "
-    "slides of different scanners/sites); this cohort has none - choose another loss configuration or "
-    "add the re-scans"
+    "paired-scan consistency needs tissue scanned at two or more sites (the same patient id on slides of "
+    "different scanners/sites, in the 'train' or the 'reference' split); this cohort has none - choose "
+    "another loss configuration or add the re-scans"
 )
 
 
 def rescanned_patients(rows: list[CohortRow]) -> set[str]:
-    """Patients with slides from two or more sites among ``rows`` (paired re-scans)."""
+    """Patients with slides from two or more sites among ``rows`` (paired re-scans).
+
+    The rows a paired-scan loss may learn from are ``table.split(TRAIN, REFERENCE)``."""
     sites: dict[str, set[str]] = {}
     for r in rows:
         sites.setdefault(r.patient, set()).add(r.site)
@@ -121,8 +128,8 @@ def read_cohort_table(
     site_col = "site" if "site" in columns else "scanner" if "scanner" in columns else None
     rows: list[CohortRow] = []
     for i, rec in enumerate(records, start=2):
-        if not rec["path"] or not rec["label"]:
-            raise CohortError(f"{path.name}, line {i}: empty path or label")
+        if not rec["path"]:
+            raise CohortError(f"{path.name}, line {i}: empty path")
         p = Path(rec["path"])
         p = p if p.is_absolute() else (path.parent / p).resolve()
         slide_id = rec.get("slide_id") or p.stem
@@ -133,7 +140,7 @@ def read_cohort_table(
             CohortRow(
                 slide_id=slide_id,
                 path=str(p),
-                label=rec["label"].strip(),
+                label=(rec["label"] or "").strip(),  # blank only in the reference split (checked below)
                 site=(rec.get(site_col) or "unknown").strip() if site_col else "unknown",
                 patient=(rec.get("patient") or slide_id).strip(),
                 split=(rec.get("split") or "").strip(),
@@ -150,11 +157,13 @@ def build_cohort_table(
     rows: list[CohortRow], source: str = "cohort", label_names: list[str] | None = None, split_seed: int = 0
 ) -> CohortTable:
     """Validate rows (from a CSV or an edited table): fill blank splits by patient, refuse patients
-    spanning splits, unknown labels and single-label cohorts. ``source`` names them in messages."""
+    spanning splits, unknown labels and single-label cohorts. ``source`` names them in messages.
+
+    Labels of ``reference`` rows may be blank and are neither checked nor counted among the labels."""
     if not rows:
         raise CohortError(f"{source}: no slides")
-    if any(not r.label for r in rows):
-        missing = [r.slide_id for r in rows if not r.label]
+    if any(not r.label and r.split != REFERENCE for r in rows):
+        missing = [r.slide_id for r in rows if not r.label and r.split != REFERENCE]
         raise CohortError(
             f"{source}: no label for {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
         )
@@ -164,12 +173,18 @@ def build_cohort_table(
         raise CohortError(f"{source}: slide ids must be unique; repeated: {', '.join(duplicated)}")
     if any(not r.split for r in rows):
         if not all(not r.split for r in rows):
-            raise CohortError(f"{source}: the split column is filled for some slides only")
+            raise CohortError(
+                f"{source}: the split column is filled for some slides only (give every slide its split "
+                f"when some are '{REFERENCE}' re-scans)"
+            )
         splits = assign_patient_splits([r.patient for r in rows], [r.label for r in rows], seed=split_seed)
         rows = [replace(r, split=splits[r.patient]) for r in rows]
     check_patient_splits(rows)
-    labels = label_names or sorted({r.label for r in rows})
-    unknown = sorted({r.label for r in rows} - set(labels))
+    labelled = [r for r in rows if r.split != REFERENCE]
+    if not labelled:
+        raise CohortError(f"{source}: only '{REFERENCE}' slides; training needs labelled slides too")
+    labels = label_names or sorted({r.label for r in labelled})
+    unknown = sorted({r.label for r in labelled} - set(labels))
     if unknown:
         raise CohortError(f"{source}: labels {unknown} are not among the model's labels {labels}")
     if len(labels) < 2:
@@ -194,7 +209,7 @@ class Bag:
     """One slide as a bag of tile features, with everything training and evaluation need."""
 
     row: CohortRow
-    label: int
+    label: int  # index into the label names; -1 for a reference re-scan (never classified)
     site: int
     features: np.ndarray  # (N, D) float32
     grid: TileGrid
@@ -241,7 +256,7 @@ def load_bags(
         bags.append(
             Bag(
                 row=r,
-                label=table.label_index(r.label),
+                label=-1 if r.split == REFERENCE else table.label_index(r.label),  # reference: unused
                 site=table.site_names.index(r.site) if r.site in table.site_names else -1,
                 features=plain.features,
                 grid=plain.grid,

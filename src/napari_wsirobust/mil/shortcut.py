@@ -4,7 +4,9 @@ robustness losses stop it?
 Data: the synthetic multi-scanner cohort (:mod:`napari_wsirobust.synthetic.cohort`), embedded with
 one encoder. Train/val/test_id are *confounded* (most tumour slides come from scanner A);
 test_ood has scanner and label independent, and every test_ood patient is scanned on every
-scanner. For each loss configuration and seed we train on train (early stopping on val) and report
+scanner. Re-scans, where the cohort has them (re-scanned training patients, or an unlabelled
+``reference`` split), feed the paired-scan consistency loss. For each loss configuration and seed
+we train on train (early stopping on val) and report
 
 - ``auc_id``: AUC on test_id (the confounded, in-distribution test),
 - ``auc_shifted``: AUC on test_ood (all scanners, both labels on each),
@@ -36,7 +38,7 @@ from .._atomic import atomic_write_text
 from ..features.cohort import ExtractConfig, extract_cohort
 from ..stain import ScannerAugmentation
 from ..synthetic.cohort import CohortConfig, generate_cohort
-from .data import Bag, CohortTable, load_bags, read_cohort_table
+from .data import REFERENCE, Bag, CohortTable, load_bags, read_cohort_table
 from .metrics import auc_ovr, site_predictability, site_probe_chance, site_variance_share
 from .predict import TrainedHead, evaluate
 from .train import LOSS_PRESETS, FeatureSource, TrainConfig, Trainer, train_to_completion
@@ -78,12 +80,10 @@ class ShortcutData:
 
 
 def usable_presets(cohort: CohortConfig) -> tuple[str, ...]:
-    """Every loss preset this cohort can train: the paired-scan ones only with re-scanned patients."""
-    return tuple(
-        name
-        for name, losses in LOSS_PRESETS.items()
-        if losses.paired_scan == 0 or cohort.rescanned_train_patients > 0
-    )
+    """Every loss preset this cohort can train: the paired-scan ones only with re-scans (of training
+    or of reference patients)."""
+    rescans = cohort.rescanned_train_patients > 0 or cohort.reference_patients > 0
+    return tuple(name for name, losses in LOSS_PRESETS.items() if losses.paired_scan == 0 or rescans)
 
 
 def prepare(config: ShortcutConfig, log: Any = print) -> ShortcutData:
@@ -97,7 +97,7 @@ def prepare(config: ShortcutConfig, log: Any = print) -> ShortcutData:
     plain = ExtractConfig(cache_dir=cache, encoder=config.encoder)
     with_views = replace(plain, views=config.augmentations())
     trainable = table.split("train", "val")
-    tests = [r for r in table.rows if r.split not in ("train", "val")]
+    tests = [r for r in table.rows if r.split not in ("train", "val")]  # and the reference re-scans
     for rows, cfg in ((trainable, with_views), (tests, plain)):
         failed = [
             r
@@ -112,6 +112,7 @@ def prepare(config: ShortcutConfig, log: Any = print) -> ShortcutData:
         "val": load_bags(table, table.split("val"), with_views),
         "test_id": load_bags(table, table.split("test_id"), plain),
         "test_ood": load_bags(table, table.split("test_ood"), plain),
+        REFERENCE: load_bags(table, table.split(REFERENCE), plain),  # for the paired-scan loss only
     }
     from .workflow import feature_source
 
@@ -138,6 +139,7 @@ def train_preset(data: ShortcutData, preset: str, seed: int, train: TrainConfig)
         data.table.site_names,
         data.source,
         config,
+        reference=data.bags[REFERENCE],
     )
 
 

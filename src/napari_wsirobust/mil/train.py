@@ -15,6 +15,10 @@ Per step: a class-balanced batch of bags (each bag's tiles subsampled to ``max_t
         + w_view * CE(view logits, y) + w_align * alignment(z, z of the view)
         + w_ann * CE(instance logits of annotated tiles, their drawn labels)   [bags with annotations]
         + w_mom * site-moment(z of every training slide, y, site)   [a separate reference forward pass]
+        + w_pair * paired-scan(z, p of the re-scanned patients' slides)  [train + reference re-scans]
+
+Reference re-scans (``reference``: tissue scanned at several sites, labels unused) feed only the
+paired-scan term; every other term sees the training slides alone.
 
 (formulas of each term in :mod:`napari_wsirobust.mil.losses`). AdamW, linear warm-up then cosine
 decay; the adversary's reversal strength ramps up as 2 / (1 + exp(-10 p)) - 1 over training
@@ -131,15 +135,16 @@ DEFAULT_PRESET = "robust-moment"
 AUTO_PRESET = "auto"  # robust-paired when the training slides include re-scans, else DEFAULT_PRESET
 
 
-def resolve_preset(name: str, train_rows: list[CohortRow]) -> str:
-    """The preset ``name`` stands for: "auto" picks robust-paired when some training patient was
-    scanned at two or more sites (best on the re-scan benchmark) and the default otherwise."""
+def resolve_preset(name: str, paired_rows: list[CohortRow]) -> str:
+    """The preset ``name`` stands for: "auto" picks robust-paired when some patient among
+    ``paired_rows`` (the train and reference splits) was scanned at two or more sites (best on the
+    re-scan benchmarks) and the default otherwise."""
     if name != AUTO_PRESET:
         if name not in LOSS_PRESETS:
             choices = ", ".join([AUTO_PRESET, *LOSS_PRESETS])
             raise TrainingError(f"unknown loss configuration {name!r}; choose from {choices}")
         return name
-    return "robust-paired" if rescanned_patients(train_rows) else DEFAULT_PRESET
+    return "robust-paired" if rescanned_patients(paired_rows) else DEFAULT_PRESET
 
 
 @dataclass(frozen=True)
@@ -270,9 +275,11 @@ class Trainer:
         source: FeatureSource,
         config: TrainConfig | None = None,
         checkpoint_dir: str | Path | None = None,
+        reference: list[Bag] | None = None,
     ) -> None:
         self.config = config or TrainConfig()
         self.train_bags, self.val_bags = train, val
+        self.reference_bags = list(reference or [])  # re-scans for the paired-scan loss only
         self.label_names, self.site_names = list(label_names), list(site_names)
         self.source = source
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -286,7 +293,7 @@ class Trainer:
         torch.manual_seed(self.config.seed)
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self._multi_site = len({max(b.site, 0) for b in train}) > 1  # site-moment matching has sites to match
-        self._paired = paired_scans(train)
+        self._paired = paired_scans(train + self.reference_bags)
         self.head_config = HeadConfig(
             in_dim=source.embed_dim,
             n_classes=len(label_names),
@@ -322,7 +329,7 @@ class Trainer:
             raise TrainingError("no training slides (split 'train' is empty)")
         if not self.val_bags:
             raise TrainingError("no validation slides (split 'val' is empty); early stopping needs them")
-        for bag in self.train_bags + self.val_bags:
+        for bag in self.train_bags + self.val_bags + self.reference_bags:
             if bag.features.ndim != 2 or bag.features.shape[1] != self.source.embed_dim:
                 raise TrainingError(
                     f"{bag.row.slide_id}: features of shape {bag.features.shape}, expected "
@@ -339,7 +346,8 @@ class Trainer:
             )
         if self.config.losses.needs_views and not all(b.views for b in self.train_bags):
             raise TrainingError("the consistency loss needs scanner-swapped views of every training slide")
-        if self.config.losses.paired_scan > 0 and not rescanned_patients([b.row for b in self.train_bags]):
+        paired_rows = [b.row for b in self.train_bags + self.reference_bags]
+        if self.config.losses.paired_scan > 0 and not rescanned_patients(paired_rows):
             raise TrainingError(NO_RESCANS)
         site_aware = self.config.losses.adversarial > 0 or self.config.losses.contrastive > 0
         if site_aware and len({b.row.site for b in self.train_bags}) < 2:
@@ -538,7 +546,13 @@ class Trainer:
 
     def checkpoint_config(self) -> CheckpointConfig:
         best = next((r for r in self.history if r.epoch == self.best_epoch), None)
-        metrics: dict[str, Any] = {"epochs_run": len(self.history), "best_epoch": self.best_epoch}
+        metrics: dict[str, Any] = {
+            "epochs_run": len(self.history),
+            "best_epoch": self.best_epoch,
+            "train_slides": len(self.train_bags),
+            "val_slides": len(self.val_bags),
+            "paired_scan_slides": sum(len(g) for g in self._paired),  # re-scans the paired loss can see
+        }
         if best is not None:
             metrics.update(
                 val_auc=best.val_auc, val_balanced_accuracy=best.val_balanced_accuracy, val_loss=best.val_loss

@@ -19,6 +19,7 @@ from ..stain import ScannerAugmentation
 from .annotations import SlideAnnotations
 from .data import (
     NO_RESCANS,
+    REFERENCE,
     TRAIN,
     VAL,
     Bag,
@@ -77,10 +78,10 @@ class TrainingRun:
     stopped: bool = False
 
 
-def check_losses_fit_cohort(losses: LossConfig, train_rows: list[CohortRow]) -> None:
-    """Refuse, before anything is embedded, a loss configuration the training rows cannot feed
-    (paired-scan consistency without re-scanned patients)."""
-    if losses.paired_scan > 0 and not rescanned_patients(train_rows):
+def check_losses_fit_cohort(losses: LossConfig, paired_rows: list[CohortRow]) -> None:
+    """Refuse, before anything is embedded, a loss configuration the cohort cannot feed (paired-scan
+    consistency without re-scanned patients among ``paired_rows``: the train and reference splits)."""
+    if losses.paired_scan > 0 and not rescanned_patients(paired_rows):
         raise CohortError(NO_RESCANS)
 
 
@@ -105,21 +106,29 @@ def train_table(
     train_rows, val_rows = table.split(TRAIN), table.split(VAL)
     if not train_rows or not val_rows:
         raise CohortError("need slides in both the 'train' and the 'val' split")
-    check_losses_fit_cohort(config.losses, train_rows)
+    check_losses_fit_cohort(config.losses, table.split(TRAIN, REFERENCE))
     views = tuple(ScannerAugmentation(seed=0, view=v) for v in range(n_views))
     if config.losses.needs_views or config.validate_on_views:
         extract = replace(extract, views=views)
-    rows = list(table.rows) if other_splits else train_rows + val_rows
+    reference_rows = table.split(REFERENCE) if config.losses.paired_scan > 0 else []  # else not needed
+    others = [r for r in table.rows if r.split not in (TRAIN, VAL, REFERENCE)] if other_splits else []
+    rows = train_rows + val_rows + reference_rows + others
+    plain = replace(extract, views=())  # reference and test slides need no scanner-swapped views
+    batches = [(train_rows + val_rows, extract), (reference_rows + others, plain)]
     yield Stage("embedding slides", 0, len(rows))
-    for i, result in enumerate(extract_cohort([r.path for r in rows], extract, n_workers=workers), 1):
-        if result.status == "failed":
-            raise CohortError(f"cannot embed {result.slide}: {result.error}")
-        yield Stage(f"embedded {Path(result.slide).name}", i, len(rows))
-        if should_stop():
-            return TrainingRun(None, table, {}, stopped=True)
+    done = 0
+    for batch, batch_config in (b for b in batches if b[0]):
+        for result in extract_cohort([r.path for r in batch], batch_config, n_workers=workers):
+            if result.status == "failed":
+                raise CohortError(f"cannot embed {result.slide}: {result.error}")
+            done += 1
+            yield Stage(f"embedded {Path(result.slide).name}", done, len(rows))
+            if should_stop():
+                return TrainingRun(None, table, {}, stopped=True)
     bags = {
-        split: load_bags(table, [r for r in rows if r.split == split], extract)
-        for split in dict.fromkeys(r.split for r in rows)
+        split: load_bags(table, [r for r in batch if r.split == split], batch_config)
+        for batch, batch_config in batches
+        for split in dict.fromkeys(r.split for r in batch)
     }
     n_annotated = 0
     for bag in (b for split_bags in bags.values() for b in split_bags):
@@ -134,6 +143,7 @@ def train_table(
         feature_source(extract),
         config,
         model_dir,
+        reference=bags.get(REFERENCE, []),
     )
     yield Stage("training", 0, config.epochs)
     stopped = False
@@ -160,10 +170,11 @@ class MetricRow:
 
 
 def metrics_table(head: TrainedHead, bags: Mapping[str, list[Bag]]) -> list[MetricRow]:
-    """AUC and balanced accuracy of ``head`` per split (train excluded), overall and per site."""
+    """AUC and balanced accuracy of ``head`` per split (train and unlabelled reference excluded),
+    overall and per site."""
     rows: list[MetricRow] = []
     for split, split_bags in bags.items():
-        if split == TRAIN or not split_bags:
+        if split in (TRAIN, REFERENCE) or not split_bags:
             continue
         preds = head.predict_bags(split_bags)
         y = np.array([b.label for b in split_bags])

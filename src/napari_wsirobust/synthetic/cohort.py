@@ -14,6 +14,11 @@ With ``rescanned_train_patients`` = k > 0, the first k training patients of each
 re-scanned on every other profile (same tissue, same split): paired scans of the kind multi-scanner
 studies (PLISM, SCORPION) provide, which the paired-scan consistency loss learns from. The confound of
 the *home* scans is unchanged; the re-scans add k x (scanners - 1) slides per label.
+
+With ``reference_patients`` = r > 0, r further patients per label are scanned on *every* profile and
+put in split ``reference`` with a blank label: an unlabelled multi-scanner reference set (PLISM-like)
+that only the paired-scan consistency loss reads. The labelled splits are unchanged (same tissues,
+same files), so a plain head sees exactly the default cohort's training data.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ CSV_COLUMNS = [
     "ground_truth",
 ]
 LABELS = ("normal", "tumour")
+REFERENCE_SPLIT = "reference"  # the cohort table's unlabelled re-scan split (mil.data.REFERENCE)
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,7 @@ class CohortConfig:
     ood_patients_per_cell: int = 2
     swap_ood: bool = True
     rescanned_train_patients: int = 0  # per label: training patients also scanned on every other profile
+    reference_patients: int = 0  # per label: unlabelled patients scanned on every profile (split reference)
     width: int = 2048
     height: int = 1536
     mpp: float = 0.5
@@ -87,13 +94,16 @@ class CohortConfig:
                 f"rescanned_train_patients must be within 0..{self.patients_train // 2} "
                 "(per label, at most the training patients of that label)"
             )
+        if not 0 <= self.reference_patients <= 50:
+            raise ValueError("reference_patients must be within 0..50 (per label)")
 
     def identity(self) -> str:
         """Hash of everything that changes the generated pixels (not the worker count)."""
         data = asdict(self)
         data.pop("workers")
-        if not data["rescanned_train_patients"]:
-            data.pop("rescanned_train_patients")  # cohorts made before the option keep their identity
+        for option in ("rescanned_train_patients", "reference_patients"):
+            if not data[option]:
+                data.pop(option)  # cohorts made before the option keep their identity
         data["profiles"] = [SCANNER_PROFILES[s].to_dict() for s in self.scanners]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -182,6 +192,9 @@ def plan_cohort(cfg: CohortConfig) -> list[CohortSlide]:
             for _ in range(cfg.ood_patients_per_cell):
                 swaps = tuple(s for s in cfg.scanners if s != scanner) if cfg.swap_ood else ()
                 add(label, scanner, "test_ood", swaps)
+    for label in LABELS:  # last, so every other slide keeps its tissue
+        for _ in range(cfg.reference_patients):
+            add(label, cfg.scanners[0], REFERENCE_SPLIT, cfg.scanners[1:])
     return slides
 
 
@@ -265,7 +278,7 @@ def _write_csv(path: Path, plan: list[CohortSlide]) -> None:
                 {
                     "slide_id": s.slide_id,
                     "path": f"slides/{s.filename}",
-                    "label": s.label,
+                    "label": "" if s.split == REFERENCE_SPLIT else s.label,  # unlabelled reference
                     "scanner": s.scanner,
                     "patient": s.patient,
                     "split": s.split,

@@ -34,7 +34,7 @@ from ..io.slide import LAYER_METADATA_KEY
 from ..mil.annotations import AnnotationError, SlideAnnotations
 from ..mil.checkpoint import save_checkpoint
 from ..mil.cohort_rows import TABLE_COLUMNS, record_for_slide, records_from_table, records_to_rows
-from ..mil.data import CohortError, build_cohort_table, read_cohort_table, write_cohort_csv
+from ..mil.data import REFERENCE, TRAIN, CohortError, build_cohort_table, read_cohort_table, write_cohort_csv
 from ..mil.predict import TrainedHead
 from ..mil.train import AUTO_PRESET, DEFAULT_PRESET, LOSS_PRESETS, EpochReport, TrainConfig, resolve_preset
 from ..mil.workflow import MetricRow, Stage, TrainingRun, check_losses_fit_cohort, metrics_table, train_table
@@ -256,9 +256,10 @@ class TrainWidget(Container):
             cache_dir=_cache_dir(), encoder=self._encoder.value, device=self._device.value
         )
         epochs, patience = int(self._epochs.value), int(self._patience.value)
-        preset = resolve_preset(self._loss.value, table.split("train"))
+        paired_rows = table.split(TRAIN, REFERENCE)  # where paired-scan consistency finds re-scans
+        preset = resolve_preset(self._loss.value, paired_rows)
         try:
-            check_losses_fit_cohort(LOSS_PRESETS[preset], table.split("train"))  # before the worker starts
+            check_losses_fit_cohort(LOSS_PRESETS[preset], paired_rows)  # before the worker starts
         except CohortError as exc:
             show_error(str(exc))
             return None
