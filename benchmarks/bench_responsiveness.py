@@ -4,6 +4,8 @@ A QTimer ticks every 10 ms and pans the camera by a few µm each tick (a user dr
 the gaps between ticks measure how long the event loop was blocked. Measured side by side in one
 process: (a) panning with no analysis, (b) panning during three whole-slide analyses (each with a
 fresh feature cache, so every tile is embedded; the first also loads the model and the encoder).
+Processes alternate between the analysis worker at lowered CPU priority (the default) and at the
+GUI thread's, to measure what lowering it does.
 Target: maximum gap <= 100 ms during the run.
 
 Run under a display or Xvfb: ``xvfb-run -a .venv/bin/python benchmarks/bench_responsiveness.py``.
@@ -11,7 +13,9 @@ Run under a display or Xvfb: ``xvfb-run -a .venv/bin/python benchmarks/bench_res
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +28,8 @@ from _report import machine_line, write_section  # noqa: E402
 
 WORK = Path(__file__).resolve().parent / "_work"
 SLIDE = WORK / "responsiveness_4096x3072.tiff"
-RUNS = 3
+RUNS = 3  # analyses per viewer process
+PAIRS = 2  # alternated process pairs (lowered / GUI priority)
 TAIL_S = 1.5  # keep panning after the worker finished: the new layers' first paints count
 
 
@@ -103,13 +108,19 @@ def first_text_paint_ms(warm: bool) -> float:
     return elapsed
 
 
-def main() -> int:
+def session(lowered: bool) -> dict:
+    """One viewer process: panning alone, then panning during ``RUNS`` whole-slide analyses; with
+    ``lowered`` False the worker keeps the GUI thread's CPU priority (the behaviour before
+    ``analysis.jobs.lower_thread_priority``), patched here for the comparison only."""
     os.environ["WSIROBUST_CACHE_DIR"] = tempfile.mkdtemp(prefix="wsirobust-bench-cache-")
     import napari
+    from napari_wsirobust.analysis import jobs
     from napari_wsirobust.demo import _silence_pyqt5_toast, wait_for
     from napari_wsirobust.io import open_slide
     from napari_wsirobust.widgets.analyse import AnalyseWidget, camera_of
 
+    if not lowered:
+        jobs.lower_thread_priority = lambda increment=10: False  # type: ignore[assignment]
     _silence_pyqt5_toast()
     slide_path = ensure_slide()
     viewer = napari.Viewer(show=True)
@@ -124,50 +135,118 @@ def main() -> int:
     idle = measure(viewer, duration_s=10.0)
     widget._scope.value = "whole slide"
     runs = []
-    positions: list[list[str]] = []
     for _ in range(RUNS):
         os.environ["WSIROBUST_CACHE_DIR"] = tempfile.mkdtemp(prefix="wsirobust-bench-cache-")
         start = time.perf_counter()
         assert widget.run() is not None
         busy = measure(viewer, duration_s=None, until=lambda: not widget.running, tail_s=TAIL_S)
-        runs.append((busy, time.perf_counter() - start))
-        positions.append([f"{int(i) + 1}/{len(busy)}: {busy[i]:.0f} ms" for i in np.flatnonzero(busy > 100)])
-        long_gaps = [(int(i), round(float(busy[i]))) for i in np.flatnonzero(busy > 100)]
-        print(f"long gaps (tick index of {len(busy)}, ms): {long_gaps}", flush=True)
+        runs.append({"gaps": busy.tolist(), "seconds": time.perf_counter() - start})
+    os.environ["WSIROBUST_CACHE_DIR"] = tempfile.mkdtemp(prefix="wsirobust-bench-cache-")
+    start = time.perf_counter()
+    assert widget.run() is not None
+    wait_for(lambda: not widget.running, 600)  # no panning: the worker has the CPU to itself
+    quiet_seconds = time.perf_counter() - start
     result = widget.current_result()
     viewer.close()
+    if result is None:
+        raise SystemExit(f"the analysis failed: {widget._status.value}")
+    return {
+        "lowered": lowered,
+        "idle": idle.tolist(),
+        "runs": runs,
+        "quiet_seconds": quiet_seconds,
+        "tiles": len(result.grid),
+    }
+
+
+def run_session(lowered: bool) -> dict:
+    """:func:`session` in a fresh process (a worker thread's priority cannot be restored in one)."""
+    out = Path(tempfile.mkdtemp(prefix="wsirobust-bench-")) / "session.json"
+    mode = "lowered" if lowered else "normal"
+    subprocess.run([sys.executable, __file__, "--session", mode, "--json", str(out)], check=True)
+    return json.loads(out.read_text())
+
+
+def _row(name: str, gaps: np.ndarray) -> str:
+    return (
+        f"| {name} | {len(gaps)} | {np.median(gaps):.1f} | {np.percentile(gaps, 99):.1f} | "
+        f"{gaps.max():.1f} | {(gaps > 100).sum()} |"
+    )
+
+
+def _long(gaps: np.ndarray) -> str:
+    long = np.flatnonzero(gaps > 100)
+    return ", ".join(f"{int(i) + 1}/{len(gaps)}: {gaps[i]:.0f} ms" for i in long) or "none"
+
+
+def main() -> int:
+    if "--session" in sys.argv:
+        mode, out = sys.argv[sys.argv.index("--session") + 1], sys.argv[sys.argv.index("--json") + 1]
+        Path(out).write_text(json.dumps(session(mode == "lowered")))
+        return 0
+    sessions = [run_session(lowered) for _ in range(PAIRS) for lowered in (True, False)]  # alternated
     paints: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(3):  # alternated, side by side
         for warm in (False, True):
             paints[warm].append(first_text_paint_ms(warm))
-    if result is None:
-        print(f"the analysis failed: {widget._status.value}")
-        return 1
+    rows, long_gaps = [], []
+    for i, sess in enumerate(sessions, 1):
+        mode = "worker priority lowered" if sess["lowered"] else "worker at GUI priority"
+        rows.append(_row(f"session {i} ({mode}): panning, no analysis (10 s)", np.array(sess["idle"])))
+        for j, run in enumerate(sess["runs"], 1):
+            gaps = np.array(run["gaps"])
+            rows.append(_row(f"session {i} ({mode}): during analysis {j} ({run['seconds']:.1f} s)", gaps))
+            long_gaps.append(f"session {i} run {j}: {_long(gaps)}")
+    quiet = {lo: [x["quiet_seconds"] for x in sessions if x["lowered"] == lo] for lo in (True, False)}
+    panned = {
+        lo: [run["seconds"] for sess in sessions if sess["lowered"] == lo for run in sess["runs"][1:]]
+        for lo in (True, False)
+    }
 
-    def row(name: str, gaps: np.ndarray) -> str:
-        return (
-            f"| {name} | {len(gaps)} | {np.median(gaps):.1f} | {np.percentile(gaps, 99):.1f} | "
-            f"{gaps.max():.1f} | {(gaps > 100).sum()} |"
+    def pooled(lowered: bool, first: bool) -> np.ndarray:
+        return np.concatenate(
+            [
+                np.array(run["gaps"])
+                for sess in sessions
+                if sess["lowered"] == lowered
+                for j, run in enumerate(sess["runs"])
+                if (j == 0) == first
+            ]
         )
 
+    def label(lowered: bool, first: bool) -> str:
+        runs = "first runs" if first else "later runs"
+        return f"{'lowered' if lowered else 'GUI priority'}, {runs} (pooled)"
+
+    summary = [_row(label(lo, first), pooled(lo, first)) for first in (True, False) for lo in (False, True)]
+    table_head = (
+        "| condition | ticks | median gap | p99 gap | max gap | gaps > 100 ms |\n|---|---|---|---|---|---|\n"
+    )
     body = (
         "## Responsiveness while analysing (issue 5)\n\n"
         f"`xvfb-run -a .venv/bin/python benchmarks/bench_responsiveness.py` on {machine_line()}, Xvfb + Mesa "
         f"llvmpipe. Synthetic 4096x3072 slide (0.5 µm/px), whole-slide analysis with the bundled model: "
-        f"{len(result.grid)} tiles, all embedded (a fresh cache for each of {RUNS} runs, one process). "
-        "A 10 ms QTimer pans the camera every tick; gaps between ticks in ms "
-        "(target: max <= 100 ms during the run).\n\n"
-        "| condition | ticks | median gap | p99 gap | max gap | gaps > 100 ms |\n|---|---|---|---|---|---|\n"
-        + row("panning, no analysis (10 s)", idle)
-        + "\n"
-        + "\n".join(row(f"panning during analysis {i + 1} ({t:.1f} s)", g) for i, (g, t) in enumerate(runs))
+        f"{sessions[0]['tiles']} tiles, all embedded (a fresh cache for each run). {len(sessions)} viewer "
+        f"processes, alternated: the analysis worker with its CPU priority lowered (nice +10, the default "
+        f"since 2026-11-23) or left at the GUI thread's (before); in each, 10 s of panning alone, then "
+        f"{RUNS} analyses. A 10 ms QTimer pans the camera every tick; gaps between ticks in ms (target: max "
+        "<= 100 ms during the run). The first run of a process also loads the model and creates the "
+        "overlay layers; later runs update them in place.\n\n"
+        + table_head
+        + "\n".join(summary)
+        + "\n\nWhat lowering the worker costs: median analysis time (later runs, fresh cache) while panning "
+        f"{np.median(panned[True]):.1f} s lowered vs {np.median(panned[False]):.1f} s at GUI priority "
+        f"(ratio {np.median(panned[True]) / np.median(panned[False]):.2f}); with no panning (one more run "
+        f"per process) {np.median(quiet[True]):.1f} s vs {np.median(quiet[False]):.1f} s (ratio "
+        f"{np.median(quiet[True]) / np.median(quiet[False]):.2f}).\n\nEvery run:\n\n"
+        + table_head
+        + "\n".join(rows)
         + "\n\nGaps over 100 ms (gap number / gaps in the run): "
-        + "; ".join(f"run {i + 1}: {', '.join(p) or 'none'}" for i, p in enumerate(positions))
+        + "; ".join(long_gaps)
         + ". The run's layers are built in the worker and put into the viewer one per event-loop turn "
         f"(20 ms apart); ticks continue {TAIL_S} s after the worker ends so the new layers' first paints "
-        "count. Long gaps at the end of the first run are the first creation of each overlay layer "
-        "(napari layer + controls, then its first paint: shader compilation and glyph rendering in Mesa's "
-        "software OpenGL); later runs update the layers in place.\n\n"
+        "count (napari layer + controls, then the first paint: shader compilation and glyph rendering in "
+        "Mesa's software OpenGL).\n\n"
         "First paint of a new top-tiles layer (8 ranked rectangles with text) in a fresh viewer, 3 "
         "alternated pairs: without the glyph warm-up the Analyse dock does when it opens: median "
         f"{np.median(paints[False]):.0f} ms ({', '.join(f'{v:.0f}' for v in paints[False])}); with it: "

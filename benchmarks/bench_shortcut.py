@@ -103,52 +103,49 @@ def probe_by_seed(runs: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_rescanned(k: int, seeds: int) -> int:
-    out = WORK / f"shortcut_rescan{k}_out"
+def run_variant(name: str, cli_option: str, k: int, seeds: int) -> tuple[int, str]:
+    """Run the benchmark on the cohort variant ``name``{k} (``cli_option`` k); returns the exit status
+    and the Markdown of its results (table and per-seed probes)."""
+    out = WORK / f"shortcut_{name}{k}_out"
     command = [
         "benchmark-shortcut",
-        "--out", str(out), "--work", str(WORK / f"shortcut_rescan{k}"), "--cache", str(WORK / "features"),
-        "--seeds", str(seeds), "--rescanned-train-patients", str(k), "--presets", ",".join(RESCAN_PRESETS),
+        "--out", str(out), "--work", str(WORK / f"shortcut_{name}{k}"), "--cache", str(WORK / "features"),
+        "--seeds", str(seeds), cli_option, str(k), "--presets", ",".join(RESCAN_PRESETS),
     ]  # fmt: skip
     status = cli_main(command)
     if status:
-        return status
-    table = (out / "shortcut_benchmark.md").read_text()
+        return status, ""
     runs = json.loads((out / "shortcut_benchmark.json").read_text())["runs"]
+    return 0, (out / "shortcut_benchmark.md").read_text() + "\n" + probe_by_seed(runs)
+
+
+def run_rescanned(k: int, seeds: int) -> int:
+    status, results = run_variant("rescan", "--rescanned-train-patients", k, seeds)
+    if status:
+        return status
     body = (
         f"## Shortcut benchmark with paired re-scans, K = {k} (issue 4)\n\n"
         f"`.venv/bin/python benchmarks/bench_shortcut.py --rescanned {k}` on {machine_line()}. The default "
         f"cohort plus re-scans: {k} training patient(s) per label also scanned on every other scanner "
         f"({4 * k} more training slides, same tissue; test sets unchanged; paired-scan consistency "
         "learns from them, every other term treats them as ordinary slides). Columns as in the "
-        f"shortcut benchmark above; mean ± SD over {seeds} seeds.\n\n" + table + "\n" + probe_by_seed(runs)
+        f"shortcut benchmark above; mean ± SD over {seeds} seeds.\n\n" + results
     )
     write_section("shortcut-rescan" if k == 1 else f"shortcut-rescan{k}", body)
     return 0
 
 
 def run_reference(k: int, seeds: int) -> int:
-    out = WORK / f"shortcut_reference{k}_out"
-    command = [
-        "benchmark-shortcut",
-        "--out", str(out), "--work", str(WORK / f"shortcut_reference{k}"), "--cache", str(WORK / "features"),
-        "--seeds", str(seeds), "--reference-patients", str(k), "--presets", ",".join(RESCAN_PRESETS),
-    ]  # fmt: skip
-    status = cli_main(command)
+    status, results = run_variant("reference", "--reference-patients", k, seeds)
     if status:
         return status
-    table = (out / "shortcut_benchmark.md").read_text()
-    runs = json.loads((out / "shortcut_benchmark.json").read_text())["runs"]
     body = (
         f"## Shortcut benchmark with an unlabelled reference set, K = {k} (issue 4)\n\n"
         f"`.venv/bin/python benchmarks/bench_shortcut.py --reference {k}` on {machine_line()}. The default "
         f"cohort (same labelled slides, so the same confounded training data) plus {k} reference "
         f"patient(s) per label scanned on every scanner ({6 * k} slides, split `reference`, no label): "
         "only the paired-scan consistency loss reads them; every other configuration trains exactly as "
-        f"in the shortcut benchmark above. Columns as there; mean ± SD over {seeds} seeds.\n\n"
-        + table
-        + "\n"
-        + probe_by_seed(runs)
+        f"in the shortcut benchmark above. Columns as there; mean ± SD over {seeds} seeds.\n\n" + results
     )
     write_section(f"shortcut-reference{k}", body)
     return 0
