@@ -125,3 +125,44 @@ def test_train_and_predict_command_line(
     rows = list(csv.DictReader(out.read_text().splitlines()))
     assert [Path(r["slide"]).name for r in rows] == [Path(s).name for s in slides]
     assert all(abs(float(r["p_normal"]) + float(r["p_tumour"]) - 1) < 1e-5 for r in rows)
+
+
+def test_train_command_learns_from_unlabelled_reference_rescans(
+    small_benchmark: tuple[ShortcutConfig, ShortcutData], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two test_ood patients (scanned on every scanner) become an unlabelled reference set: `--loss auto`
+    then trains robust-paired, and only those six slides feed the paired-scan term."""
+    config, _ = small_benchmark
+    source = Path(config.work_dir) / "cohort" / "cohort.csv"
+    rows = list(csv.DictReader(source.read_text().splitlines()))
+    reference = sorted({r["patient"] for r in rows if r["split"] == "test_ood"})[:2]
+    for row in rows:
+        for key in ("path", "ground_truth"):
+            row[key] = str((source.parent / row[key]).resolve())
+        if row["patient"] in reference:
+            row["split"], row["label"] = "reference", ""
+    cohort_csv = tmp_path / "with_reference.csv"
+    with open(cohort_csv, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    model = tmp_path / "model"
+    cache = str(Path(config.work_dir) / "features")
+    args = [
+        "train",
+        str(cohort_csv),
+        "--out",
+        str(model),
+        "--epochs",
+        "4",
+        "--cache",
+        cache,
+        "--workers",
+        "0",
+    ]
+    assert cli_main(args) == 0
+    assert "loss configuration: robust-paired (auto)" in capsys.readouterr().out
+    head = TrainedHead.load(model)
+    assert head.config.losses["paired_scan"] == 3.0 and head.label_names == ["normal", "tumour"]
+    assert head.config.metrics["paired_scan_slides"] == 6
+    assert head.config.metrics["train_slides"] == sum(r["split"] == "train" for r in rows)
