@@ -132,7 +132,7 @@ LOSS_PRESETS: dict[str, LossConfig] = {
     ),
 }
 DEFAULT_PRESET = "robust-moment"
-AUTO_PRESET = "auto"  # robust-paired when the training slides include re-scans, else DEFAULT_PRESET
+AUTO_PRESET = "auto"  # robust-paired when the train or reference split has re-scans, else DEFAULT_PRESET
 
 
 def resolve_preset(name: str, paired_rows: list[CohortRow]) -> str:
