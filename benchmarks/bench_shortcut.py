@@ -103,9 +103,9 @@ def probe_by_seed(runs: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_variant(name: str, cli_option: str, k: int, seeds: int) -> tuple[int, str]:
-    """Run the benchmark on the cohort variant ``name``{k} (``cli_option`` k); returns the exit status
-    and the Markdown of its results (table and per-seed probes)."""
+def run_variant(name: str, cli_option: str, k: int, seeds: int, section: str, title: str, design: str) -> int:
+    """Run the benchmark on the cohort variant ``name``{k} (``cli_option`` k) and write its section:
+    ``title``, the command, ``design`` (what the variant adds), the table and per-seed probes."""
     out = WORK / f"shortcut_{name}{k}_out"
     command = [
         "benchmark-shortcut",
@@ -114,41 +114,42 @@ def run_variant(name: str, cli_option: str, k: int, seeds: int) -> tuple[int, st
     ]  # fmt: skip
     status = cli_main(command)
     if status:
-        return status, ""
+        return status
     runs = json.loads((out / "shortcut_benchmark.json").read_text())["runs"]
-    return 0, (out / "shortcut_benchmark.md").read_text() + "\n" + probe_by_seed(runs)
+    flag = "--rescanned" if name == "rescan" else f"--{name}"
+    body = (
+        f"## {title}, K = {k} (issue 4)\n\n"
+        f"`.venv/bin/python benchmarks/bench_shortcut.py {flag} {k}` on {machine_line()}. {design} "
+        f"Mean ± SD over {seeds} seeds.\n\n"
+        + (out / "shortcut_benchmark.md").read_text()
+        + "\n"
+        + probe_by_seed(runs)
+    )
+    write_section(section, body)
+    return 0
 
 
 def run_rescanned(k: int, seeds: int) -> int:
-    status, results = run_variant("rescan", "--rescanned-train-patients", k, seeds)
-    if status:
-        return status
-    body = (
-        f"## Shortcut benchmark with paired re-scans, K = {k} (issue 4)\n\n"
-        f"`.venv/bin/python benchmarks/bench_shortcut.py --rescanned {k}` on {machine_line()}. The default "
-        f"cohort plus re-scans: {k} training patient(s) per label also scanned on every other scanner "
-        f"({4 * k} more training slides, same tissue; test sets unchanged; paired-scan consistency "
-        "learns from them, every other term treats them as ordinary slides). Columns as in the "
-        f"shortcut benchmark above; mean ± SD over {seeds} seeds.\n\n" + results
+    design = (
+        f"The default cohort plus re-scans: {k} training patient(s) per label also scanned on every other "
+        f"scanner ({4 * k} more training slides, same tissue; test sets unchanged; paired-scan consistency "
+        "learns from them, every other term treats them as ordinary slides). Columns as in the shortcut "
+        "benchmark above."
     )
-    write_section("shortcut-rescan" if k == 1 else f"shortcut-rescan{k}", body)
-    return 0
+    section = "shortcut-rescan" if k == 1 else f"shortcut-rescan{k}"
+    return run_variant("rescan", "--rescanned-train-patients", k, seeds, section,
+                       "Shortcut benchmark with paired re-scans", design)  # fmt: skip
 
 
 def run_reference(k: int, seeds: int) -> int:
-    status, results = run_variant("reference", "--reference-patients", k, seeds)
-    if status:
-        return status
-    body = (
-        f"## Shortcut benchmark with an unlabelled reference set, K = {k} (issue 4)\n\n"
-        f"`.venv/bin/python benchmarks/bench_shortcut.py --reference {k}` on {machine_line()}. The default "
-        f"cohort (same labelled slides, so the same confounded training data) plus {k} reference "
-        f"patient(s) per label scanned on every scanner ({6 * k} slides, split `reference`, no label): "
-        "only the paired-scan consistency loss reads them; every other configuration trains exactly as "
-        f"in the shortcut benchmark above. Columns as there; mean ± SD over {seeds} seeds.\n\n" + results
+    design = (
+        f"The default cohort (same labelled slides, so the same confounded training data) plus {k} reference "
+        f"patient(s) per label scanned on every scanner ({6 * k} slides, split `reference`, no label): only "
+        "the paired-scan consistency loss reads them; every other configuration trains exactly as in the "
+        "shortcut benchmark above. Columns as there."
     )
-    write_section(f"shortcut-reference{k}", body)
-    return 0
+    return run_variant("reference", "--reference-patients", k, seeds, f"shortcut-reference{k}",
+                       "Shortcut benchmark with an unlabelled reference set", design)  # fmt: skip
 
 
 if __name__ == "__main__":

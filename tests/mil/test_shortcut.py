@@ -80,6 +80,22 @@ def test_cohort_and_benchmark_commands_refuse_bad_settings(
     assert "reference_patients must be within 0..50" in capsys.readouterr().err
 
 
+def _train_args(cohort_csv: Path, model: Path, cache: str, epochs: int) -> list[str]:
+    """`wsirobust train` arguments on a cached small cohort (loss left to its default, auto)."""
+    return [
+        "train",
+        str(cohort_csv),
+        "--out",
+        str(model),
+        "--epochs",
+        str(epochs),
+        "--cache",
+        cache,
+        "--workers",
+        "0",
+    ]
+
+
 def test_train_and_predict_command_line(
     small_benchmark: tuple[ShortcutConfig, ShortcutData],
     tmp_path: Path,
@@ -90,18 +106,7 @@ def test_train_and_predict_command_line(
     cohort_csv = Path(config.work_dir) / "cohort" / "cohort.csv"
     cache = str(Path(config.work_dir) / "features")
     model = tmp_path / "model"
-    args = [
-        "train",
-        str(cohort_csv),
-        "--out",
-        str(model),
-        "--epochs",
-        "8",
-        "--cache",
-        cache,
-        "--workers",
-        "0",
-    ]
+    args = _train_args(cohort_csv, model, cache, epochs=8)
     assert cli_main(args) == 0
     assert "loss configuration: robust-moment (auto)" in capsys.readouterr().out  # no re-scans
     head = TrainedHead.load(model)
@@ -148,18 +153,7 @@ def test_train_command_learns_from_unlabelled_reference_rescans(
         writer.writerows(rows)
     model = tmp_path / "model"
     cache = str(Path(config.work_dir) / "features")
-    args = [
-        "train",
-        str(cohort_csv),
-        "--out",
-        str(model),
-        "--epochs",
-        "4",
-        "--cache",
-        cache,
-        "--workers",
-        "0",
-    ]
+    args = _train_args(cohort_csv, model, cache, epochs=4)
     assert cli_main(args) == 0
     assert "loss configuration: robust-paired (auto)" in capsys.readouterr().out
     head = TrainedHead.load(model)
