@@ -116,6 +116,16 @@ def test_visible_region_then_moved_view_updates_layers_in_place(qtbot, setup) ->
     assert second.request.scope.rect_um != first.request.scope.rect_um
     assert len(viewer.layers) == n_layers  # updated in place, not piled up
     assert _analysis_layers(viewer)["attention"] is attention_layer
+    # the layers updated step by step end up showing the second result, where it is
+    np.testing.assert_allclose(
+        _heatmap_at_tiles(attention_layer, second.grid), second.attention_rank(), rtol=1e-5
+    )
+    y0, x0, y1, x1 = second.request.scope.rect_um
+    top = _analysis_layers(viewer)["top_tiles"]
+    np.testing.assert_allclose(top.features["attention"], second.attention[second.top_k(8)])
+    for rect in top.data:
+        cy, cx = rect.mean(axis=0)
+        assert y0 <= cy <= y1 and x0 <= cx <= x1
     overlap = set(zip(first.grid.rows, first.grid.cols)) & set(zip(second.grid.rows, second.grid.cols))
     assert second.n_embedded <= len(second.grid) - len(overlap)  # tiles seen before come from the cache
 

@@ -35,14 +35,16 @@ from ..io.slide import LAYER_METADATA_KEY
 from .dock_lifetime import call_when_undocked
 from .result_layers import (
     SCOPES,
+    add_quietly,
     build_layer,
     camera_of,
     drawn_layer_choices,
     find_layer,
-    put_layer,
+    placed_translate,
     remove_stale,
     scope_for,
     slide_choices,
+    update_steps,
     warm_up_glyphs,
     warm_up_layers,
 )
@@ -295,16 +297,26 @@ class AnalyseWidget(Container):
         return [*steps, finish]
 
     def _put_layer(self, result: RegionAnalysis, item: tuple[Any, ...], offset: np.ndarray) -> None:
-        """Put one (data, kwargs, kind, built layer) from the worker into the viewer. A new layer that
-        should be shown is inserted hidden and shown one event-loop turn later, so inserting it and
+        """Put one (data, kwargs, kind, built layer) from the worker into the viewer. An existing layer
+        of that kind is updated in place, one :func:`update_steps` step per event-loop turn. A new
+        layer that should be shown is inserted hidden and shown one turn later, so inserting it and
         its first paint (texture upload, shader compilation) never block the same turn."""
-        shown = item[1].get("visible", True)
-        if item[3] is not None and shown:
-            item[3].visible = False  # only used if no layer of this kind exists yet
-        layer, created = put_layer(self._viewer, result.request.slide_path, *item[:3], offset, item[3])
-        if created and shown:
+        data, kwargs, layer_type, built = item
+        existing = find_layer(
+            self._viewer, result.request.slide_path, kwargs["metadata"][METADATA_KEY]["kind"]
+        )
+        if existing is not None:  # updated in place, one property per event-loop turn
+            self._pending[0:0] = update_steps(
+                existing, data, kwargs, layer_type, placed_translate(kwargs, offset)
+            )
+            return
+        layer = built if built is not None else build_layer(data, kwargs, layer_type)
+        layer.translate = placed_translate(kwargs, offset)
+        if kwargs.get("visible", True):
+            layer.visible = False
             self._pending.insert(0, lambda: setattr(layer, "visible", True))
-        if created and item[2] == "shapes":
+        add_quietly(self._viewer, layer)
+        if layer_type == "shapes":
             layer.events.highlight.connect(self._on_top_tile_selected)
             layer.bind_key(".", lambda _ly: self.step_top_tile(+1), overwrite=True)
             layer.bind_key(",", lambda _ly: self.step_top_tile(-1), overwrite=True)

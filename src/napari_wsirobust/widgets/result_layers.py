@@ -3,6 +3,7 @@ Analyse and Robustness widgets), and the scope a user chose (visible region / sh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -118,6 +119,52 @@ def add_quietly(viewer: Any, layer: Any) -> None:
             layers._activate_on_insert = previous
 
 
+def placed_translate(kwargs: dict[str, Any], offset: np.ndarray) -> tuple[float, ...]:
+    """A result layer's translate in world µm: its slide-relative translate plus the slide's origin."""
+    return tuple(np.asarray(kwargs.get("translate", (0.0, 0.0)), dtype=np.float64) + offset)
+
+
+def _differs(current: Any, wanted: Any) -> bool:
+    return not np.allclose(np.asarray(current, dtype=np.float64)[-2:], np.asarray(wanted, dtype=np.float64))
+
+
+def update_steps(
+    layer: Any, data: Any, kwargs: dict[str, Any], layer_type: str, translate: tuple[float, ...]
+) -> list[Callable[[], None]]:
+    """The changes that bring an existing result ``layer`` to new result data, one callable each, so a
+    widget can run them in separate event-loop turns (each makes napari refresh the layer: together
+    they blocked the GUI for one long turn at the end of a run). A property that already holds its
+    new value when its step runs is left alone; position (scale with translate) changes in one step
+    so the layer is never drawn half-moved."""
+    name = kwargs["name"]
+
+    def rename() -> None:
+        if layer.name != name:
+            layer.name = name
+
+    def move() -> None:
+        scale = kwargs.get("scale", layer.scale[-2:])
+        if _differs(layer.scale, scale) or _differs(layer.translate, translate):
+            layer.scale, layer.translate = scale, translate
+
+    if layer_type == "image":
+
+        def restyle() -> None:
+            if "contrast_limits" in kwargs and _differs(layer.contrast_limits, kwargs["contrast_limits"]):
+                layer.contrast_limits = kwargs["contrast_limits"]
+            colormap = kwargs.get("colormap")
+            if colormap is not None and getattr(colormap, "name", colormap) != layer.colormap.name:
+                layer.colormap = colormap
+
+        return [lambda: setattr(layer, "data", data), move, restyle, rename]
+
+    def reshape() -> None:
+        layer.selected_data = set()
+        layer.data = [(rect, "rectangle") for rect in data]
+
+    return [reshape, lambda: setattr(layer, "features", kwargs["features"]), move, rename]
+
+
 def put_layer(
     viewer: Any,
     slide_path: str,
@@ -127,29 +174,19 @@ def put_layer(
     offset: np.ndarray,
     built: Any = None,
 ) -> tuple[Any, bool]:
-    """Add an image or rectangle-shapes result layer, or update the existing one in place; returns
-    (layer, created). ``kwargs`` positions are relative to the slide; ``offset`` is its origin;
-    ``built`` is the layer :func:`build_layer` already made from them (used when none exists)."""
+    """Add an image or rectangle-shapes result layer, or update the existing one in place (all of
+    :func:`update_steps` at once); returns (layer, created). ``kwargs`` positions are relative to the
+    slide; ``offset`` is its origin; ``built`` is the layer :func:`build_layer` already made from
+    them (used when none exists)."""
     existing = find_layer(viewer, slide_path, kwargs["metadata"][METADATA_KEY]["kind"])
-    translate = np.asarray(kwargs.get("translate", (0.0, 0.0)), dtype=np.float64) + offset
+    translate = placed_translate(kwargs, offset)
     if existing is None:
         layer = built if built is not None else build_layer(data, kwargs, layer_type)
-        layer.translate = tuple(translate)
+        layer.translate = translate
         add_quietly(viewer, layer)
         return layer, True
-    if layer_type == "image":
-        existing.data = data
-        existing.scale, existing.translate = kwargs["scale"], tuple(translate)
-        existing.name = kwargs["name"]
-        for key in ("contrast_limits", "colormap"):
-            if key in kwargs:
-                setattr(existing, key, kwargs[key])
-        return existing, False
-    existing.selected_data = set()
-    existing.data = [(rect, "rectangle") for rect in data]
-    existing.features = kwargs["features"]
-    existing.translate = tuple(translate)
-    existing.name = kwargs["name"]
+    for step in update_steps(existing, data, kwargs, layer_type, translate):
+        step()
     return existing, False
 
 
