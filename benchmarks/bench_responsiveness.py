@@ -4,8 +4,9 @@ A QTimer ticks every 10 ms and pans the camera by a few µm each tick (a user dr
 the gaps between ticks measure how long the event loop was blocked. Measured side by side in one
 process: (a) panning with no analysis, (b) panning during three whole-slide analyses (each with a
 fresh feature cache, so every tile is embedded; the first also loads the model and the encoder).
-Processes alternate between the analysis worker at lowered CPU priority (the default) and at the
-GUI thread's, to measure what lowering it does.
+Processes alternate between three conditions: the defaults (worker at lowered CPU priority, a re-run's
+layers updated one property per event-loop turn), the worker at the GUI thread's priority, and the
+in-place update done in one turn; each is the behaviour before one change, patched back in here.
 Target: maximum gap <= 100 ms during the run.
 
 Run under a display or Xvfb: ``xvfb-run -a .venv/bin/python benchmarks/bench_responsiveness.py``.
@@ -29,7 +30,12 @@ from _report import machine_line, write_section  # noqa: E402
 WORK = Path(__file__).resolve().parent / "_work"
 SLIDE = WORK / "responsiveness_4096x3072.tiff"
 RUNS = 3  # analyses per viewer process
-PAIRS = 2  # alternated process pairs (lowered / GUI priority)
+ROUNDS = 2  # alternated rounds, one viewer process per condition each
+MODES = {
+    "default": "defaults (worker lowered, stepped updates)",
+    "gui-priority": "worker at GUI priority",
+    "one-turn": "in-place update in one turn",
+}
 TAIL_S = 1.5  # keep panning after the worker finished: the new layers' first paints count
 
 
@@ -108,19 +114,33 @@ def first_text_paint_ms(warm: bool) -> float:
     return elapsed
 
 
-def session(lowered: bool) -> dict:
-    """One viewer process: panning alone, then panning during ``RUNS`` whole-slide analyses; with
-    ``lowered`` False the worker keeps the GUI thread's CPU priority (the behaviour before
-    ``analysis.jobs.lower_thread_priority``), patched here for the comparison only."""
+def _in_one_turn(update_steps):  # type: ignore[no-untyped-def]
+    """``update_steps`` made into a single step (the in-place update before it was spread out)."""
+
+    def together(*args):  # type: ignore[no-untyped-def]
+        steps = update_steps(*args)
+        return [lambda: [step() for step in steps]]
+
+    return together
+
+
+def session(mode: str) -> dict:
+    """One viewer process: panning alone, then panning during ``RUNS`` whole-slide analyses. Mode
+    "gui-priority" keeps the worker at the GUI thread's CPU priority (before
+    ``analysis.jobs.lower_thread_priority``); "one-turn" updates each result layer in one event-loop
+    turn (before ``update_steps`` spread it); both patched here for the comparison only."""
     os.environ["WSIROBUST_CACHE_DIR"] = tempfile.mkdtemp(prefix="wsirobust-bench-cache-")
     import napari
     from napari_wsirobust.analysis import jobs
     from napari_wsirobust.demo import _silence_pyqt5_toast, wait_for
     from napari_wsirobust.io import open_slide
+    from napari_wsirobust.widgets import analyse
     from napari_wsirobust.widgets.analyse import AnalyseWidget, camera_of
 
-    if not lowered:
+    if mode == "gui-priority":
         jobs.lower_thread_priority = lambda increment=10: False  # type: ignore[assignment]
+    if mode == "one-turn":
+        analyse.update_steps = _in_one_turn(analyse.update_steps)  # type: ignore[assignment]
     _silence_pyqt5_toast()
     slide_path = ensure_slide()
     viewer = napari.Viewer(show=True)
@@ -151,7 +171,7 @@ def session(lowered: bool) -> dict:
     if result is None:
         raise SystemExit(f"the analysis failed: {widget._status.value}")
     return {
-        "lowered": lowered,
+        "mode": mode,
         "idle": idle.tolist(),
         "runs": runs,
         "quiet_seconds": quiet_seconds,
@@ -159,10 +179,9 @@ def session(lowered: bool) -> dict:
     }
 
 
-def run_session(lowered: bool) -> dict:
+def run_session(mode: str) -> dict:
     """:func:`session` in a fresh process (a worker thread's priority cannot be restored in one)."""
     out = Path(tempfile.mkdtemp(prefix="wsirobust-bench-")) / "session.json"
-    mode = "lowered" if lowered else "normal"
     subprocess.run([sys.executable, __file__, "--session", mode, "--json", str(out)], check=True)
     return json.loads(out.read_text())
 
@@ -182,43 +201,43 @@ def _long(gaps: np.ndarray) -> str:
 def main() -> int:
     if "--session" in sys.argv:
         mode, out = sys.argv[sys.argv.index("--session") + 1], sys.argv[sys.argv.index("--json") + 1]
-        Path(out).write_text(json.dumps(session(mode == "lowered")))
+        Path(out).write_text(json.dumps(session(mode)))
         return 0
-    sessions = [run_session(lowered) for _ in range(PAIRS) for lowered in (True, False)]  # alternated
+    sessions = [run_session(mode) for _ in range(ROUNDS) for mode in MODES]  # alternated
     paints: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(3):  # alternated, side by side
         for warm in (False, True):
             paints[warm].append(first_text_paint_ms(warm))
     rows, long_gaps = [], []
     for i, sess in enumerate(sessions, 1):
-        mode = "worker priority lowered" if sess["lowered"] else "worker at GUI priority"
+        mode = MODES[sess["mode"]]
         rows.append(_row(f"session {i} ({mode}): panning, no analysis (10 s)", np.array(sess["idle"])))
         for j, run in enumerate(sess["runs"], 1):
             gaps = np.array(run["gaps"])
             rows.append(_row(f"session {i} ({mode}): during analysis {j} ({run['seconds']:.1f} s)", gaps))
             long_gaps.append(f"session {i} run {j}: {_long(gaps)}")
-    quiet = {lo: [x["quiet_seconds"] for x in sessions if x["lowered"] == lo] for lo in (True, False)}
-    panned = {
-        lo: [run["seconds"] for sess in sessions if sess["lowered"] == lo for run in sess["runs"][1:]]
-        for lo in (True, False)
-    }
+    quiet = {m: [x["quiet_seconds"] for x in sessions if x["mode"] == m] for m in MODES}
+    panned = {m: [run["seconds"] for x in sessions if x["mode"] == m for run in x["runs"][1:]] for m in MODES}
 
-    def pooled(lowered: bool, first: bool) -> np.ndarray:
+    def pooled(mode: str, first: bool) -> np.ndarray:
         return np.concatenate(
             [
                 np.array(run["gaps"])
                 for sess in sessions
-                if sess["lowered"] == lowered
+                if sess["mode"] == mode
                 for j, run in enumerate(sess["runs"])
                 if (j == 0) == first
             ]
         )
 
-    def label(lowered: bool, first: bool) -> str:
-        runs = "first runs" if first else "later runs"
-        return f"{'lowered' if lowered else 'GUI priority'}, {runs} (pooled)"
+    def label(mode: str, first: bool) -> str:
+        return f"{MODES[mode]}, {'first runs' if first else 'later runs'} (pooled)"
 
-    summary = [_row(label(lo, first), pooled(lo, first)) for first in (True, False) for lo in (False, True)]
+    summary = [_row(label(m, first), pooled(m, first)) for first in (True, False) for m in MODES]
+    times = ", ".join(
+        f"{MODES[m]} {np.median(panned[m]):.1f} s while panning, {np.median(quiet[m]):.1f} s without"
+        for m in MODES
+    )
     table_head = (
         "| condition | ticks | median gap | p99 gap | max gap | gaps > 100 ms |\n|---|---|---|---|---|---|\n"
     )
@@ -227,23 +246,21 @@ def main() -> int:
         f"`xvfb-run -a .venv/bin/python benchmarks/bench_responsiveness.py` on {machine_line()}, Xvfb + Mesa "
         f"llvmpipe. Synthetic 4096x3072 slide (0.5 µm/px), whole-slide analysis with the bundled model: "
         f"{sessions[0]['tiles']} tiles, all embedded (a fresh cache for each run). {len(sessions)} viewer "
-        f"processes, alternated: the analysis worker with its CPU priority lowered (nice +10, the default "
-        f"since 2026-11-23) or left at the GUI thread's (before); in each, 10 s of panning alone, then "
-        f"{RUNS} analyses. A 10 ms QTimer pans the camera every tick; gaps between ticks in ms (target: max "
+        f"processes, {ROUNDS} per condition, alternated: {', '.join(MODES.values())} (each of the last two "
+        "is the behaviour before one change: the worker's CPU priority lowered to nice +10, and a re-run's "
+        f"layers updated one property per event-loop turn); in each, 10 s of panning alone, then {RUNS} "
+        "analyses. A 10 ms QTimer pans the camera every tick; gaps between ticks in ms (target: max "
         "<= 100 ms during the run). The first run of a process also loads the model and creates the "
         "overlay layers; later runs update them in place.\n\n"
         + table_head
         + "\n".join(summary)
-        + "\n\nWhat lowering the worker costs: median analysis time (later runs, fresh cache) while panning "
-        f"{np.median(panned[True]):.1f} s lowered vs {np.median(panned[False]):.1f} s at GUI priority "
-        f"(ratio {np.median(panned[True]) / np.median(panned[False]):.2f}); with no panning (one more run "
-        f"per process) {np.median(quiet[True]):.1f} s vs {np.median(quiet[False]):.1f} s (ratio "
-        f"{np.median(quiet[True]) / np.median(quiet[False]):.2f}).\n\nEvery run:\n\n"
+        + f"\n\nMedian analysis time (later runs, fresh cache; without: one more run per process, no "
+        f"panning): {times}.\n\nEvery run:\n\n"
         + table_head
         + "\n".join(rows)
         + "\n\nGaps over 100 ms (gap number / gaps in the run): "
         + "; ".join(long_gaps)
-        + ". The run's layers are built in the worker and put into the viewer one per event-loop turn "
+        + ". The run's layers are built in the worker and put into the viewer one step per event-loop turn "
         f"(20 ms apart); ticks continue {TAIL_S} s after the worker ends so the new layers' first paints "
         "count (napari layer + controls, then the first paint: shader compilation and glyph rendering in "
         "Mesa's software OpenGL).\n\n"

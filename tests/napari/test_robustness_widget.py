@@ -14,6 +14,7 @@ napari = pytest.importorskip("napari")
 from napari_wsirobust.analysis.maps import METADATA_KEY  # noqa: E402
 from napari_wsirobust.synthetic import SyntheticSlideSpec, TissueSpec, write_synthetic_slide  # noqa: E402
 from napari_wsirobust.widgets import robustness as robustness_module  # noqa: E402
+from napari_wsirobust.widgets.result_layers import camera_of  # noqa: E402
 from napari_wsirobust.widgets.robustness import RobustnessWidget  # noqa: E402
 
 pytestmark = pytest.mark.napari
@@ -68,6 +69,20 @@ def _drift_layers(viewer) -> dict[str, object]:  # type: ignore[no-untyped-def]
     }
 
 
+def _assert_drift_layers_show(result, layers: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
+    """Each profile's drift layer is in µm on the tile grid, and every tile centre (µm, slide frame)
+    lands on its grid cell, whose value is that tile's drift."""
+    grid = result.base.grid
+    stride_um = grid.stride_level0[0] * grid.mpp[0]
+    for outcome in result.outcomes:
+        layer = layers[f"drift:{outcome.name}"]
+        assert tuple(layer.scale) == pytest.approx((stride_um, stride_um))
+        assert [str(u) for u in layer.units] == ["micrometer", "micrometer"]
+        cells = [np.round(layer.world_to_data(c)).astype(int) for c in grid.centres_um]
+        values = np.array([layer.data[r, c] for r, c in cells])
+        np.testing.assert_allclose(values, np.clip(outcome.drift, 1e-4, None), rtol=1e-5)
+
+
 def test_profiles_whatif_layers_in_um_and_export(qtbot, setup, tmp_path: Path) -> None:
     viewer, widget, slide_layer, errors = setup
     _wait(qtbot, widget, widget.estimate_profiles())
@@ -81,24 +96,23 @@ def test_profiles_whatif_layers_in_um_and_export(qtbot, setup, tmp_path: Path) -
     assert result is not None and [o.name for o in result.outcomes] == ["A", "C"]
     layers = _drift_layers(viewer)
     assert {"drift:A", "drift:C"} <= set(layers)
-    grid = result.base.grid
-    for name in ("A", "C"):
-        layer = layers[f"drift:{name}"]
-        stride_um = grid.stride_level0[0] * grid.mpp[0]
-        assert tuple(layer.scale) == pytest.approx((stride_um, stride_um))
-        assert [str(u) for u in layer.units] == ["micrometer", "micrometer"]
-        # every tile centre (µm, slide frame) lands on its grid cell, whose value is that tile's drift
-        cells = [np.round(layer.world_to_data(c)).astype(int) for c in grid.centres_um]
-        values = np.array([layer.data[r, c] for r, c in cells])
-        outcome = next(o for o in result.outcomes if o.name == name)
-        np.testing.assert_allclose(values, np.clip(outcome.drift, 1e-4, None), rtol=1e-5)
+    _assert_drift_layers_show(result, layers)
     assert widget._table.shape[0] == 3  # original + two profiles
     assert "Spread" in widget._spread.value
 
-    # re-running updates in place (no pile-up)
+    # re-running a smaller scope updates the same layers in place (no pile-up), which end up showing
+    # the new result where it is
     n_layers = len(viewer.layers)
+    camera = camera_of(viewer)
+    camera.center, camera.zoom = (100.0, 150.0), min(viewer.canvas.size) / 200.0  # about 200 µm across
+    widget._scope.value = "visible region"
     _wait(qtbot, widget, widget.run_whatif())
+    assert not errors, errors
     assert len(viewer.layers) == n_layers
+    assert widget.whatif is not result and len(widget.whatif.base.grid) < len(result.base.grid)
+    again = _drift_layers(viewer)
+    assert all(again[kind] is layers[kind] for kind in layers)
+    _assert_drift_layers_show(widget.whatif, again)
 
     paths = widget.export(tmp_path / "export")
     names = {p.name for p in paths}

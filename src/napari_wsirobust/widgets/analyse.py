@@ -24,7 +24,6 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QTimer
 
 from ..analysis import AnalysisRequest, RegionAnalysis, Resources, analyse_region
 from ..analysis.export import write_geojson, write_slide_predictions_csv, write_tile_csv
@@ -33,6 +32,7 @@ from ..analysis.maps import METADATA_KEY, analysis_layers
 from ..analysis.models import MODELS
 from ..io.slide import LAYER_METADATA_KEY
 from .dock_lifetime import call_when_undocked
+from .gui_steps import StepQueue
 from .result_layers import (
     SCOPES,
     add_quietly,
@@ -53,7 +53,6 @@ if TYPE_CHECKING:
     import napari
 
 OWN_ENCODER = "the model's encoder"
-STEP_DELAY_MS = 20  # between layer updates, so input and paint events run in between
 
 
 class AnalyseWidget(Container):
@@ -71,7 +70,7 @@ class AnalyseWidget(Container):
         self._worker: Any = None
         self._cancel = threading.Event()
         self._top_index = -1
-        self._pending: list[Callable[[], None]] = []  # GUI steps still to apply, one per event-loop turn
+        self._steps = StepQueue(on_empty=self._finish_if_idle)  # layer changes, one per event-loop turn
 
         self._slide = ComboBox(label="Slide layer", choices=self._slide_choices)
         self._model = ComboBox(label="MIL model", choices=lambda _w=None: MODELS.names())
@@ -149,7 +148,7 @@ class AnalyseWidget(Container):
     @property
     def running(self) -> bool:
         """True while the worker runs or its layers are still being put into the viewer."""
-        return self._worker is not None or bool(self._pending)
+        return self._worker is not None or self._steps.busy
 
     def build_request(self) -> AnalysisRequest:
         """The request for the current choices (raises ValueError with a message when incomplete)."""
@@ -239,22 +238,7 @@ class AnalyseWidget(Container):
             return
         result = outcome.value
         self._results[result.request.slide_path] = result
-        self._pending = [*self._layer_steps(result, layers), lambda: self._report(result)]
-        QTimer.singleShot(STEP_DELAY_MS, self._apply_next)
-
-    def _apply_next(self) -> None:
-        """Apply one pending GUI step, then yield to the event loop (panning stays smooth)."""
-        if not self._pending:
-            return
-        step = self._pending.pop(0)
-        try:
-            step()
-        except RuntimeError:  # the viewer or dock was closed meanwhile
-            self._pending.clear()
-        if self._pending:
-            QTimer.singleShot(STEP_DELAY_MS, self._apply_next)
-        else:
-            self._finish_if_idle()
+        self._steps.run([*self._layer_steps(result, layers), lambda: self._report(result)])
 
     def _report(self, result: RegionAnalysis) -> None:
         probs = ", ".join(f"{n} {p:.2f}" for n, p in zip(result.label_names, result.prediction.probabilities))
@@ -306,15 +290,15 @@ class AnalyseWidget(Container):
             self._viewer, result.request.slide_path, kwargs["metadata"][METADATA_KEY]["kind"]
         )
         if existing is not None:  # updated in place, one property per event-loop turn
-            self._pending[0:0] = update_steps(
-                existing, data, kwargs, layer_type, placed_translate(kwargs, offset)
+            self._steps.push_front(
+                update_steps(existing, data, kwargs, layer_type, placed_translate(kwargs, offset))
             )
             return
         layer = built if built is not None else build_layer(data, kwargs, layer_type)
         layer.translate = placed_translate(kwargs, offset)
         if kwargs.get("visible", True):
             layer.visible = False
-            self._pending.insert(0, lambda: setattr(layer, "visible", True))
+            self._steps.push_front([lambda: setattr(layer, "visible", True)])
         add_quietly(self._viewer, layer)
         if layer_type == "shapes":
             layer.events.highlight.connect(self._on_top_tile_selected)

@@ -37,8 +37,19 @@ from ..diagnostics.stain import StainProfile
 from ..diagnostics.whatif import WhatIfResult, estimate_cohort_profiles, load_profiles, scanner_whatif
 from ..io.slide import LAYER_METADATA_KEY
 from .dock_lifetime import call_when_undocked
+from .gui_steps import StepQueue
 from .layer_geometry import slide_origin_um
-from .result_layers import SCOPES, drawn_layer_choices, put_layer, remove_stale, scope_for, slide_choices
+from .result_layers import (
+    SCOPES,
+    drawn_layer_choices,
+    find_layer,
+    placed_translate,
+    put_layer,
+    remove_stale,
+    scope_for,
+    slide_choices,
+    update_steps,
+)
 from .tables import fit_columns
 
 if TYPE_CHECKING:
@@ -58,6 +69,7 @@ class RobustnessWidget(Container):
         self._viewer = viewer
         self._resources = Resources()
         self._worker: Any = None
+        self._steps = StepQueue(on_empty=self._finish_if_idle)  # what-if layers, one per event-loop turn
         self._cancel_event = threading.Event()
         self.whatif: WhatIfResult | None = None
         self.cohort: CohortDiagnostics | None = None
@@ -122,7 +134,8 @@ class RobustnessWidget(Container):
     # -- workers --------------------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self._worker is not None
+        """True while a worker runs or its result is still being put into the viewer."""
+        return self._worker is not None or self._steps.busy
 
     def _start(self, job: Generator[Any, None, Any], done: Callable[[Any], None], message: str) -> Any:
         if self.running:
@@ -175,7 +188,11 @@ class RobustnessWidget(Container):
 
     def _on_finished(self) -> None:
         self._worker = None
-        self._set_running(False)
+        self._finish_if_idle()
+
+    def _finish_if_idle(self) -> None:
+        if not self.running:
+            self._set_running(False)
 
     # -- profiles -------------------------------------------------------------------------------
     def estimate_profiles(self) -> Any:
@@ -231,10 +248,25 @@ class RobustnessWidget(Container):
         slide_layer = self._slide.value
         path = result.base.request.slide_path
         offset = slide_origin_um(slide_layer) if slide_layer is not None else np.zeros(2)
-        wanted = set()
-        for data, kwargs, layer_type in whatif_layers(result, slide_layer.name if slide_layer else None):
-            wanted.add(kwargs["metadata"][METADATA_KEY]["kind"])
+        layers = whatif_layers(result, slide_layer.name if slide_layer else None)
+        wanted = {kwargs["metadata"][METADATA_KEY]["kind"] for _, kwargs, _ in layers}
+        steps = [lambda item=item: self._put_layer(path, *item, offset) for item in layers]
+        self._steps.run([*steps, lambda: self._finish_whatif(result, wanted)])
+
+    def _put_layer(self, path: str, data: Any, kwargs: dict[str, Any], layer_type: str, offset: Any) -> None:
+        """Add one what-if layer, or queue its in-place update one property per event-loop turn."""
+        existing = find_layer(self._viewer, path, kwargs["metadata"][METADATA_KEY]["kind"])
+        if existing is None:
             put_layer(self._viewer, path, data, kwargs, layer_type, offset)
+        else:
+            self._steps.push_front(
+                update_steps(existing, data, kwargs, layer_type, placed_translate(kwargs, offset))
+            )
+
+    def _finish_whatif(self, result: WhatIfResult, wanted: set[str]) -> None:
+        """Remove stale drift layers, fill the table and the spread once the layers are in place."""
+        slide_layer = self._slide.value
+        path = result.base.request.slide_path
         existing = {
             ly.metadata[METADATA_KEY]["kind"]
             for ly in self._viewer.layers

@@ -1,0 +1,57 @@
+"""GUI changes applied one per event-loop turn, so putting a large result into the viewer never blocks
+panning, painting or input for one long turn (shared by the Analyse and Robustness widgets)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from qtpy.QtCore import QTimer
+
+STEP_DELAY_MS = 20  # between steps, so input and paint events run in between
+
+Step = Callable[[], None]
+
+
+class StepQueue:
+    """A queue of GUI steps, each run in its own event-loop turn ``delay_ms`` after the previous one.
+
+    A step may add more steps with :meth:`push_front` (they run next). ``on_empty`` is called when
+    the last step has run. A step raising ``RuntimeError`` (its viewer or dock closed meanwhile) drops
+    the rest of the queue."""
+
+    def __init__(self, on_empty: Callable[[], None] | None = None, delay_ms: int = STEP_DELAY_MS) -> None:
+        self._steps: list[Step] = []
+        self._on_empty = on_empty
+        self._delay_ms = delay_ms
+
+    @property
+    def busy(self) -> bool:
+        """True while steps are waiting to run."""
+        return bool(self._steps)
+
+    def run(self, steps: Iterable[Step]) -> None:
+        """Queue ``steps`` (after any still waiting) and start running them."""
+        idle = not self._steps
+        self._steps.extend(steps)
+        if idle and self._steps:
+            QTimer.singleShot(self._delay_ms, self._next)
+
+    def push_front(self, steps: Iterable[Step]) -> None:
+        """Run ``steps`` before the others still waiting (from inside a running step)."""
+        self._steps[0:0] = list(steps)
+
+    def clear(self) -> None:
+        self._steps.clear()
+
+    def _next(self) -> None:
+        if not self._steps:
+            return
+        step = self._steps.pop(0)
+        try:
+            step()
+        except RuntimeError:  # the viewer or dock was closed meanwhile
+            self._steps.clear()
+        if self._steps:
+            QTimer.singleShot(self._delay_ms, self._next)
+        elif self._on_empty is not None:
+            self._on_empty()
