@@ -25,6 +25,34 @@ def test_shapes_and_details() -> None:
     assert _model(instance_classifier=False).forward_details(x).instance_logits is None
 
 
+def _attention_and_projection_grads(model: GatedAttentionMIL, train_attention: bool) -> tuple[float, float]:
+    model.zero_grad()
+    out = model.forward_details(torch.randn(3, 6, 16), train_attention=train_attention)
+    out.representation.pow(2).sum().backward()
+    attention_grad = sum(
+        float(p.grad.abs().sum())
+        for m in (model.attention_v, model.attention_u, model.attention_w)
+        for p in m.parameters()
+        if p.grad is not None
+    )
+    return attention_grad, float(model.projection[0].weight.grad.abs().sum())
+
+
+def test_detached_attention_trains_the_projection_only() -> None:
+    """train_attention=False: same outputs, but a loss on the representation reaches the projection
+    and never the attention (the paired-scan term uses it)."""
+    model = _model()
+    x = torch.randn(2, 5, 16)
+    with torch.no_grad():
+        a, b = model.forward_details(x), model.forward_details(x, train_attention=False)
+    torch.testing.assert_close(a.representation, b.representation)
+    torch.testing.assert_close(a.attention, b.attention)
+    attention_grad, projection_grad = _attention_and_projection_grads(model, train_attention=False)
+    assert attention_grad == 0.0 and projection_grad > 0.0
+    attention_grad, projection_grad = _attention_and_projection_grads(model, train_attention=True)
+    assert attention_grad > 0.0 and projection_grad > 0.0
+
+
 def test_padding_gets_zero_attention_and_changes_nothing() -> None:
     model = _model()
     bag = torch.randn(1, 5, 16)

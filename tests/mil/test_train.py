@@ -117,6 +117,14 @@ def test_paired_scan_term_learns_from_rescans_and_is_refused_without_them() -> N
     reports = list(_trainer(bags, "paired-scan", epochs=15).epochs())
     assert "paired_scan" in reports[0].losses
     assert reports[-1].losses["paired_scan"] < reports[0].losses["paired_scan"]
+    # the term trains the projection, never the attention (see losses: paired-scan)
+    trainer = _trainer(bags, "paired-scan")
+    trainer._paired_scan_term().backward()
+    attention_params = [
+        p for m in (trainer.model.attention_v, trainer.model.attention_w) for p in m.parameters()
+    ]
+    assert all(p.grad is None or not p.grad.any() for p in attention_params)
+    assert trainer.model.projection[0].weight.grad.abs().sum() > 0
     with pytest.raises(TrainingError, match="scanned at two or more sites"):
         _trainer(_bags(), "paired-scan")
     # the workflow the CLI and the Train widget call refuses before embedding anything

@@ -468,7 +468,7 @@ class Trainer:
                 arrays.append(self._features(bag, bag.features[idx]))
                 groups.append(group)
         x, mask = _pad(arrays)
-        out = self.model.forward_details(x, mask)
+        out = self.model.forward_details(x, mask, train_attention=False)  # see losses: paired-scan
         return paired_scan_loss(out.representation, torch.softmax(out.logits, dim=-1), torch.tensor(groups))
 
     @torch.no_grad()
