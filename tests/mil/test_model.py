@@ -25,7 +25,9 @@ def test_shapes_and_details() -> None:
     assert _model(instance_classifier=False).forward_details(x).instance_logits is None
 
 
-def _attention_and_projection_grads(model: GatedAttentionMIL, train_attention: bool) -> tuple[float, float]:
+def _attention_and_projection_grads(
+    model: GatedAttentionMIL, train_attention: bool | torch.Tensor
+) -> tuple[float, float]:
     model.zero_grad()
     out = model.forward_details(torch.randn(3, 6, 16), train_attention=train_attention)
     out.representation.pow(2).sum().backward()
@@ -51,6 +53,10 @@ def test_detached_attention_trains_the_projection_only() -> None:
     assert attention_grad == 0.0 and projection_grad > 0.0
     attention_grad, projection_grad = _attention_and_projection_grads(model, train_attention=True)
     assert attention_grad > 0.0 and projection_grad > 0.0
+    # per bag: detached for every bag is the same as False; one trained bag is enough for a gradient
+    none = torch.tensor([False, False, False])
+    assert _attention_and_projection_grads(model, train_attention=none)[0] == 0.0
+    assert _attention_and_projection_grads(model, train_attention=torch.tensor([False, True, False]))[0] > 0.0
 
 
 def test_padding_gets_zero_attention_and_changes_nothing() -> None:

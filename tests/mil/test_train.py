@@ -112,19 +112,24 @@ def _with_rescans(bags: dict[str, list[Bag]], n: int = 4) -> dict[str, list[Bag]
     return {**bags, "train": bags["train"] + rescans}
 
 
+def _paired_term_grads(trainer: Trainer) -> tuple[float, float]:
+    """Summed |gradient| the paired-scan term alone sends to the attention and to the projection."""
+    trainer.model.zero_grad()
+    trainer._paired_scan_term().backward()
+    model = trainer.model
+    attention = [p for m in (model.attention_v, model.attention_u, model.attention_w) for p in m.parameters()]
+    attention_grad = sum(float(p.grad.abs().sum()) for p in attention if p.grad is not None)
+    return attention_grad, float(model.projection[0].weight.grad.abs().sum())
+
+
 def test_paired_scan_term_learns_from_rescans_and_is_refused_without_them() -> None:
     bags = _with_rescans(_bags())
     reports = list(_trainer(bags, "paired-scan", epochs=15).epochs())
     assert "paired_scan" in reports[0].losses
     assert reports[-1].losses["paired_scan"] < reports[0].losses["paired_scan"]
-    # the term trains the projection, never the attention (see losses: paired-scan)
-    trainer = _trainer(bags, "paired-scan")
-    trainer._paired_scan_term().backward()
-    attention_params = [
-        p for m in (trainer.model.attention_v, trainer.model.attention_w) for p in m.parameters()
-    ]
-    assert all(p.grad is None or not p.grad.any() for p in attention_params)
-    assert trainer.model.projection[0].weight.grad.abs().sum() > 0
+    # on labelled re-scans the term trains the attention as well as the projection
+    attention_grad, projection_grad = _paired_term_grads(_trainer(bags, "paired-scan"))
+    assert attention_grad > 0 and projection_grad > 0
     with pytest.raises(TrainingError, match="scanned at two or more sites"):
         _trainer(_bags(), "paired-scan")
     # the workflow the CLI and the Train widget call refuses before embedding anything
@@ -173,6 +178,9 @@ def test_reference_rescans_feed_only_the_paired_scan_term() -> None:
     reports = list(trainer.epochs())
     assert "paired_scan" in reports[0].losses
     assert reports[-1].losses["paired_scan"] < reports[0].losses["paired_scan"]
+    # unlabelled reference slides shape the representation, never where the head looks
+    attention_grad, projection_grad = _paired_term_grads(trainer)
+    assert attention_grad == 0.0 and projection_grad > 0
     # the classification and site terms never see the reference slides (their label is -1)
     assert len(trainer._balanced_order()) == len(bags["train"])
     assert trainer.checkpoint_config().metrics["paired_scan_slides"] == 6

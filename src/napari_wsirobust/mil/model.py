@@ -50,12 +50,12 @@ class GatedAttentionMIL(nn.Module):
         self.instance_classifier = nn.Linear(hidden_dim, n_classes) if instance_classifier else None
 
     def forward_details(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, train_attention: bool = True
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, train_attention: bool | torch.Tensor = True
     ) -> MILOutput:
         """Logits, attention, slide representation and instance logits of bags ``x`` (B, N, D) with
-        ``mask`` (B, N). With ``train_attention`` False the representation is pooled with the
-        attention detached: a loss on it then trains the projection and classifier, never where the
-        head looks."""
+        ``mask`` (B, N). Where ``train_attention`` is False (for every bag, or per bag as a (B,) bool
+        tensor) the representation is pooled with the attention detached: a loss on it then trains the
+        projection and classifier, never where the head looks."""
         if x.ndim != 3 or x.shape[-1] != self.in_dim:
             raise ValueError(f"expected features of shape (B, N, {self.in_dim}), got {tuple(x.shape)}")
         if mask is None:
@@ -69,7 +69,10 @@ class GatedAttentionMIL(nn.Module):
         scores = self.attention_w(torch.tanh(self.attention_v(h)) * torch.sigmoid(self.attention_u(h)))
         scores = scores.squeeze(-1).masked_fill(~mask, float("-inf"))
         attention = torch.softmax(scores, dim=1)
-        weights = attention if train_attention else attention.detach()
+        if isinstance(train_attention, torch.Tensor):
+            weights = torch.where(train_attention.bool()[:, None], attention, attention.detach())
+        else:
+            weights = attention if train_attention else attention.detach()
         representation = torch.einsum("bn,bnh->bh", weights, h)
         logits = self.classifier(representation)
         instance = self.instance_classifier(h) if self.instance_classifier is not None else None

@@ -458,17 +458,20 @@ class Trainer:
         return site_moment_loss(z, labels, sites)
 
     def _paired_scan_term(self) -> torch.Tensor:
-        """:func:`paired_scan_loss` over the training slides of patients scanned at several sites
-        (``site_moment_tiles`` random tiles each)."""
+        """:func:`paired_scan_loss` over the slides of patients scanned at several sites
+        (``site_moment_tiles`` random tiles each). Unlabelled reference slides are pooled with their
+        attention detached (see losses: paired-scan): with no label to say where the tumour is, they
+        may shape the representation but not where the head looks."""
         tiles = self.config.losses.site_moment_tiles
-        arrays, groups = [], []
+        arrays, groups, labelled = [], [], []
         for group, bags in enumerate(self._paired):
             for bag in bags:
                 idx = torch.randperm(bag.n_tiles, generator=self.generator)[:tiles].sort().values.numpy()
                 arrays.append(self._features(bag, bag.features[idx]))
                 groups.append(group)
+                labelled.append(bag.label >= 0)
         x, mask = _pad(arrays)
-        out = self.model.forward_details(x, mask, train_attention=False)  # see losses: paired-scan
+        out = self.model.forward_details(x, mask, train_attention=torch.tensor(labelled))
         return paired_scan_loss(out.representation, torch.softmax(out.logits, dim=-1), torch.tensor(groups))
 
     @torch.no_grad()
