@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from napari_wsirobust.cli import main as cli_main
+from napari_wsirobust.mil.data import REFERENCE, TRAIN, read_cohort_table
 from napari_wsirobust.mil.predict import TrainedHead
 from napari_wsirobust.mil.shortcut import (
     ShortcutConfig,
@@ -20,7 +21,7 @@ from napari_wsirobust.mil.shortcut import (
     summarise,
     usable_presets,
 )
-from napari_wsirobust.mil.train import DEFAULT_PRESET, TrainConfig
+from napari_wsirobust.mil.train import DEFAULT_PRESET, TrainConfig, resolve_preset
 from napari_wsirobust.synthetic import CohortConfig
 
 pytestmark = pytest.mark.slow
@@ -136,7 +137,8 @@ def test_train_command_learns_from_unlabelled_reference_rescans(
     small_benchmark: tuple[ShortcutConfig, ShortcutData], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Two test_ood patients (scanned on every scanner) become an unlabelled reference set: `--loss auto`
-    then trains robust-paired, and only those six slides feed the paired-scan term."""
+    leaves the default (reference re-scans alone do not switch it), `--loss robust-paired` trains with
+    them, and only those six slides feed the paired-scan term."""
     config, _ = small_benchmark
     source = Path(config.work_dir) / "cohort" / "cohort.csv"
     rows = list(csv.DictReader(source.read_text().splitlines()))
@@ -153,9 +155,11 @@ def test_train_command_learns_from_unlabelled_reference_rescans(
         writer.writerows(rows)
     model = tmp_path / "model"
     cache = str(Path(config.work_dir) / "features")
-    args = _train_args(cohort_csv, model, cache, epochs=4)
+    table_rows = read_cohort_table(cohort_csv).split(TRAIN, REFERENCE)
+    assert resolve_preset("auto", table_rows) == DEFAULT_PRESET
+    args = [*_train_args(cohort_csv, model, cache, epochs=4), "--loss", "robust-paired"]
     assert cli_main(args) == 0
-    assert "loss configuration: robust-paired (auto)" in capsys.readouterr().out
+    assert "loss configuration: robust-paired\n" in capsys.readouterr().out
     head = TrainedHead.load(model)
     assert head.config.losses["paired_scan"] == 3.0 and head.label_names == ["normal", "tumour"]
     assert head.config.metrics["paired_scan_slides"] == 6

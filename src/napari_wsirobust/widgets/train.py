@@ -90,7 +90,8 @@ class TrainWidget(Container):
         self._use_ann = PushButton(text="Label slide from annotations")
         self._loss = ComboBox(label="Loss", choices=[AUTO_PRESET, *LOSS_PRESETS], value=AUTO_PRESET)
         self._loss.tooltip = (
-            f"auto: robust-paired when some training patient was scanned at two sites, else {DEFAULT_PRESET}"
+            "auto: robust-paired when some labelled training patient was scanned at two sites, "
+            f"else {DEFAULT_PRESET}"
         )
         self._encoder = ComboBox(label="Encoder", choices=list_encoders(), value=ExtractConfig.encoder)
         self._device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
