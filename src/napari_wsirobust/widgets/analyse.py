@@ -41,10 +41,10 @@ from .result_layers import (
     drawn_layer_choices,
     find_layer,
     placed_translate,
+    queue_in_place_update,
     remove_stale,
     scope_for,
     slide_choices,
-    update_steps,
     warm_up_glyphs,
     warm_up_layers,
 )
@@ -286,13 +286,9 @@ class AnalyseWidget(Container):
         layer that should be shown is inserted hidden and shown one turn later, so inserting it and
         its first paint (texture upload, shader compilation) never block the same turn."""
         data, kwargs, layer_type, built = item
-        existing = find_layer(
-            self._viewer, result.request.slide_path, kwargs["metadata"][METADATA_KEY]["kind"]
-        )
-        if existing is not None:  # updated in place, one property per event-loop turn
-            self._steps.push_front(
-                update_steps(existing, data, kwargs, layer_type, placed_translate(kwargs, offset))
-            )
+        if queue_in_place_update(
+            self._steps, self._viewer, result.request.slide_path, data, kwargs, layer_type, offset
+        ):
             return
         layer = built if built is not None else build_layer(data, kwargs, layer_type)
         layer.translate = placed_translate(kwargs, offset)

@@ -165,6 +165,25 @@ def update_steps(
     return [reshape, lambda: setattr(layer, "features", kwargs["features"]), move, rename]
 
 
+def queue_in_place_update(
+    queue: Any,
+    viewer: Any,
+    slide_path: str,
+    data: Any,
+    kwargs: dict[str, Any],
+    layer_type: str,
+    offset: np.ndarray,
+) -> bool:
+    """When ``slide_path`` already has a result layer of this kind, put its :func:`update_steps` at the
+    front of ``queue`` (a :class:`~.gui_steps.StepQueue`: they run next, one per event-loop turn) and
+    return True; False when a new layer has to be added."""
+    existing = find_layer(viewer, slide_path, kwargs["metadata"][METADATA_KEY]["kind"])
+    if existing is None:
+        return False
+    queue.push_front(update_steps(existing, data, kwargs, layer_type, placed_translate(kwargs, offset)))
+    return True
+
+
 def put_layer(
     viewer: Any,
     slide_path: str,

@@ -42,13 +42,11 @@ from .layer_geometry import slide_origin_um
 from .result_layers import (
     SCOPES,
     drawn_layer_choices,
-    find_layer,
-    placed_translate,
     put_layer,
+    queue_in_place_update,
     remove_stale,
     scope_for,
     slide_choices,
-    update_steps,
 )
 from .tables import fit_columns
 
@@ -255,13 +253,8 @@ class RobustnessWidget(Container):
 
     def _put_layer(self, path: str, data: Any, kwargs: dict[str, Any], layer_type: str, offset: Any) -> None:
         """Add one what-if layer, or queue its in-place update one property per event-loop turn."""
-        existing = find_layer(self._viewer, path, kwargs["metadata"][METADATA_KEY]["kind"])
-        if existing is None:
+        if not queue_in_place_update(self._steps, self._viewer, path, data, kwargs, layer_type, offset):
             put_layer(self._viewer, path, data, kwargs, layer_type, offset)
-        else:
-            self._steps.push_front(
-                update_steps(existing, data, kwargs, layer_type, placed_translate(kwargs, offset))
-            )
 
     def _finish_whatif(self, result: WhatIfResult, wanted: set[str]) -> None:
         """Remove stale drift layers, fill the table and the spread once the layers are in place."""
