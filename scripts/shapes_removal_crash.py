@@ -39,9 +39,9 @@ def main() -> int:
     viewer = napari.Viewer(show=True)
     kept = None
     if args.guard:
-        from napari_wsirobust.widgets.gl_guard import guard_shapes_removal
+        from napari_wsirobust.widgets.gl_guard import guard_layer_removal
 
-        kept = guard_shapes_removal(viewer)
+        kept = guard_layer_removal(viewer)
     viewer.add_image(np.random.default_rng(0).random((512, 512)))
     spin(1.0)
     boxes = [np.array([[100.0, 100], [100, 300], [300, 300], [300, 100]]) + 50 * i for i in range(8)]

@@ -32,7 +32,7 @@ from ..analysis.maps import METADATA_KEY, analysis_layers
 from ..analysis.models import MODELS
 from ..io.slide import LAYER_METADATA_KEY
 from .dock_lifetime import call_when_undocked
-from .gl_guard import guard_shapes_removal
+from .gl_guard import guard_layer_removal
 from .gui_steps import StepQueue
 from .result_layers import (
     SCOPES,
@@ -65,7 +65,7 @@ class AnalyseWidget(Container):
         import_backends()  # import timm on the main thread, safely (see import_backends)
         warm_up_layers()
         warm_up_glyphs(viewer)
-        guard_shapes_removal(viewer)  # removing a top-tiles or selection layer must not crash napari
+        guard_layer_removal(viewer)  # removing a top-tiles or selection layer must not crash napari
         self._viewer = viewer
         self._resources = Resources()
         self._results: dict[str, RegionAnalysis] = {}  # slide path -> latest analysis

@@ -37,7 +37,7 @@ from ..diagnostics.stain import StainProfile
 from ..diagnostics.whatif import WhatIfResult, estimate_cohort_profiles, load_profiles, scanner_whatif
 from ..io.slide import LAYER_METADATA_KEY
 from .dock_lifetime import call_when_undocked
-from .gl_guard import guard_shapes_removal
+from .gl_guard import guard_layer_removal
 from .gui_steps import StepQueue
 from .layer_geometry import slide_origin_um
 from .result_layers import (
@@ -65,7 +65,7 @@ class RobustnessWidget(Container):
         from ..encoders.model import import_backends
 
         import_backends()  # timm imported on the main thread, safely (see import_backends)
-        guard_shapes_removal(viewer)  # removing a Shapes layer must not crash napari (see gl_guard)
+        guard_layer_removal(viewer)  # removing a Shapes layer must not crash napari (see gl_guard)
         self._viewer = viewer
         self._resources = Resources()
         self._worker: Any = None
