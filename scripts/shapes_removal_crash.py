@@ -36,12 +36,11 @@ def main() -> int:
     parser.add_argument("--guard", action="store_true", help="install napari_wsirobust's guard first")
     parser.add_argument("--cycles", type=int, default=3)
     args = parser.parse_args()
-    viewer = napari.Viewer(show=True)
-    kept = None
     if args.guard:
-        from napari_wsirobust.widgets.gl_guard import guard_layer_removal
+        from napari_wsirobust.widgets.gl_guard import guard_gl_program_deletion
 
-        kept = guard_layer_removal(viewer)
+        guard_gl_program_deletion()
+    viewer = napari.Viewer(show=True)
     viewer.add_image(np.random.default_rng(0).random((512, 512)))
     spin(1.0)
     boxes = [np.array([[100.0, 100], [100, 300], [300, 300], [300, 100]]) + 50 * i for i in range(8)]
@@ -57,7 +56,11 @@ def main() -> int:
         spin(0.3)
         viewer.layers.remove(layer)
         spin(0.3)
-        held = f", {len(kept)} programs kept" if kept is not None else ""
+        held = ""
+        if args.guard:
+            from napari_wsirobust.widgets.gl_guard import kept_programs
+
+            held = f", {kept_programs()} GL programs left undeleted"
         print(f"cycle {cycle}: resident {resident_mib():.0f} MiB{held}", flush=True)
     viewer.add_image(np.random.default_rng(1).random((64, 64)), name="after")
     spin(0.5)

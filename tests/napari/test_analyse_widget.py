@@ -177,6 +177,31 @@ def test_cancel_leaves_no_layers_and_the_widget_usable(
     assert set(_analysis_layers(viewer)) == {"attention", "score", "top_tiles"}
 
 
+def test_closing_the_slide_during_a_run_shows_no_result_for_it(
+    qtbot, setup, analysis_slide: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    viewer, widget, slide_layer, errors = setup
+    monkeypatch.setenv("WSIROBUST_CACHE_DIR", str(tmp_path / "fresh-cache"))  # a run that takes a while
+    widget._scope.value = "whole slide"
+    assert widget.run() is not None
+    viewer.layers.remove(slide_layer)  # before the worker can return: results arrive via the event loop
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    assert "was closed during the run" in widget._status.value and not errors
+    assert not _analysis_layers(viewer) and widget.current_result() is None
+    (reopened,) = viewer.open(str(analysis_slide), plugin="napari-wsirobust")
+    reopened.translate = (100.0, 250.0)  # another place in the world: overlays must follow the slide
+    widget._slide.reset_choices()
+    widget._slide.value = reopened
+    _run(qtbot, widget)
+    layers = _analysis_layers(viewer)
+    assert set(layers) == {"attention", "score", "top_tiles"}
+    top = layers["top_tiles"]
+    corners = np.array([top.data_to_world(v)[-2:] for box in top.data for v in box])
+    low, high = (np.asarray(v)[-2:] for v in reopened.extent.world)
+    assert low[0] >= 99.0 and low[1] >= 249.0  # the slide was really moved
+    assert (corners >= low - 1.0).all() and (corners <= high + 1.0).all()  # tiles on the moved slide
+
+
 def test_errors_are_notified_and_the_widget_stays_usable(qtbot, setup, tmp_path: Path) -> None:
     viewer, widget, _, errors = setup
     camera_of(viewer).center = (-5000.0, -5000.0)  # nothing but empty space on the canvas
@@ -192,6 +217,7 @@ def test_errors_are_notified_and_the_widget_stays_usable(qtbot, setup, tmp_path:
     assert "cannot load the model" in errors[-1]
     widget._scope.value = "selected shapes"
     assert widget.run() is None and "Shapes layer" in errors[-1]
+    assert widget._status.value.startswith("Not started:") and "Shapes layer" in widget._status.value
     assert not _analysis_layers(viewer)
     widget._model.value = "bundled demo model"
     widget._scope.value = "whole slide"

@@ -1,7 +1,7 @@
-"""The guard against napari's crash after a Shapes layer is removed (see widgets.gl_guard).
+"""The guard against napari crashing after layers are removed on Mesa (see widgets.gl_guard).
 
-Without the guard, the paints after ``remove shapes -> add shapes`` below kill the test process with a
-segmentation fault on Mesa (checked by disabling it; ``scripts/shapes_removal_crash.py`` shows it)."""
+With the guard disabled, the paints after ``remove shapes -> add shapes`` below kill the test process
+with a segmentation fault on Mesa (checked by hand; ``scripts/shapes_removal_crash.py`` shows it)."""
 
 from __future__ import annotations
 
@@ -10,22 +10,36 @@ import pytest
 
 napari = pytest.importorskip("napari")
 
-from napari_wsirobust.widgets.gl_guard import guard_layer_removal  # noqa: E402
+from vispy.gloo import glir  # noqa: E402
+
+from napari_wsirobust.widgets import gl_guard  # noqa: E402
 
 pytestmark = pytest.mark.napari
 
 BOXES = [np.array([[10.0, 10], [10, 60], [60, 60], [60, 10]]) + 70 * i for i in range(3)]
 
 
-def _top_tiles_like(viewer):
-    return viewer.add_shapes(
+def _overlays(viewer) -> list:
+    """Layers like the Analyse widget's: a translucent heatmap, a score map and labelled top tiles."""
+    heat = viewer.add_image(
+        np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64),
+        colormap="inferno",
+        opacity=0.6,
+        blending="translucent",
+        scale=(4, 4),
+        name="attention",
+    )
+    score = viewer.add_image(np.eye(16, dtype=np.float32), colormap="PiYG", scale=(16, 16), name="score")
+    tiles = viewer.add_shapes(
         BOXES,
         shape_type="rectangle",
         edge_color="#00ff66",
         face_color="transparent",
         features={"rank": [1, 2, 3]},
         text={"string": "{rank}", "size": 12, "color": "#00ff66"},
+        name="top tiles",
     )
+    return [heat, score, tiles]
 
 
 def _paint(qtbot) -> None:
@@ -33,47 +47,68 @@ def _paint(qtbot) -> None:
     qtbot.wait(500)
 
 
-def test_removing_shapes_then_adding_layers_keeps_the_viewer_alive(make_napari_viewer, qtbot) -> None:
+def test_removing_overlays_then_adding_layers_keeps_the_viewer_alive(make_napari_viewer, qtbot) -> None:
+    assert gl_guard.guard_gl_program_deletion()
     viewer = make_napari_viewer(show=True)
-    kept = guard_layer_removal(viewer)
-    assert kept == []
-    viewer.add_image(np.random.default_rng(0).random((512, 512)).astype(np.float32), name="slide")
-    for cycle in range(1, 3):
-        shapes = _top_tiles_like(viewer)
-        _paint(qtbot)
-        viewer.layers.remove(shapes)
-        _paint(qtbot)
-        assert len(kept) == 5 * cycle  # faces, highlights, outline lines, vertex markers, text
-    viewer.add_image(np.zeros((32, 32), dtype=np.float32), name="next", colormap="red", translate=(0, 0))
+    viewer.add_image(np.random.default_rng(0).random((256, 256)).astype(np.float32), name="slide")
     _paint(qtbot)
-    shot = viewer.screenshot(canvas_only=True, flash=False)
-    assert shot.shape[-1] == 4 and shot[..., :3].max() > 0  # still painting: the process survived
+    before = gl_guard.kept_programs()
+    for _ in range(2):
+        layers = _overlays(viewer)
+        _paint(qtbot)
+        for layer in layers:
+            viewer.layers.remove(layer)
+        _paint(qtbot)
     labelled = viewer.add_points(np.array([[5.0, 5.0]]), features={"rank": [1]}, text="{rank}")
     _paint(qtbot)
-    viewer.layers.remove(labelled)  # Points showing text crash the same way
-    after_points = len(kept)
-    assert after_points > 10
-    viewer.layers.remove(viewer.layers["next"])
-    assert len(kept) == after_points  # an image's programs (and through them its textures) are not kept
-    viewer.add_image(np.zeros((8, 8), dtype=np.float32), name="last")
+    viewer.layers.remove(labelled)
+    viewer.add_image(np.zeros((32, 32), dtype=np.float32), name="next slide", colormap="red")
     _paint(qtbot)
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    assert shot[..., :3].max() > 0  # still painting: the process survived
+    if gl_guard._state["mesa"]:  # on Mesa the removed layers' programs were left undeleted
+        assert gl_guard.kept_programs() > before
 
 
-def test_the_guard_is_installed_once_per_viewer(make_napari_viewer) -> None:
-    first, second = make_napari_viewer(), make_napari_viewer()
-    kept = guard_layer_removal(first)
-    assert guard_layer_removal(first) is kept
-    assert guard_layer_removal(second) is not kept  # two empty viewers' layer lists compare equal
-    shapes = first.add_shapes(BOXES, shape_type="rectangle")
-    first.layers.remove(shapes)
-    assert len(kept) > 0 and guard_layer_removal(second) == []
+def test_mesa_is_recognised_from_the_gl_version() -> None:
+    class FakeGL:
+        GL_VERSION = 0x1F02
+
+        def __init__(self, version: str) -> None:
+            self.version = version
+
+        def glGetParameter(self, _name: int) -> str:
+            return self.version
+
+    state = dict(gl_guard._state)
+    try:
+        gl_guard._state["mesa"] = None
+        assert gl_guard._is_mesa(FakeGL("4.5 (Compatibility Profile) Mesa 22.3.6"))
+        gl_guard._state["mesa"] = None
+        assert not gl_guard._is_mesa(FakeGL("4.6.0 NVIDIA 550.54.14"))
+    finally:
+        gl_guard._state.update(state)
 
 
-def test_the_widgets_install_the_guard(make_napari_viewer) -> None:
+def test_other_gl_implementations_still_delete_programs(monkeypatch) -> None:
+    deleted = []
+    monkeypatch.setattr(glir.GlirProgram, "delete", lambda self: deleted.append(self))
+    monkeypatch.setitem(gl_guard._state, "installed", False)
+    monkeypatch.setitem(gl_guard._state, "mesa", False)
+    assert gl_guard.guard_gl_program_deletion()
+    kept = gl_guard.kept_programs()
+    glir.GlirProgram.delete("program")
+    assert deleted == ["program"] and gl_guard.kept_programs() == kept
+    monkeypatch.setitem(gl_guard._state, "mesa", True)
+    glir.GlirProgram.delete("another")
+    assert deleted == ["program"] and gl_guard.kept_programs() == kept + 1
+
+
+def test_the_widgets_install_the_guard(make_napari_viewer, monkeypatch) -> None:
     from napari_wsirobust.widgets.analyse import AnalyseWidget
 
-    viewer = make_napari_viewer()
-    AnalyseWidget(viewer)
-    shapes = viewer.add_shapes(BOXES, shape_type="rectangle")
-    viewer.layers.remove(shapes)
-    assert len(guard_layer_removal(viewer)) > 0  # installed by the widget, before this call
+    unguarded = glir.GlirProgram.delete
+    monkeypatch.setattr(glir.GlirProgram, "delete", unguarded)
+    monkeypatch.setitem(gl_guard._state, "installed", False)
+    AnalyseWidget(make_napari_viewer())
+    assert gl_guard._state["installed"] and glir.GlirProgram.delete is not unguarded

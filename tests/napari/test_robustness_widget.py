@@ -133,6 +133,17 @@ def test_cancel_leaves_no_layers_and_widget_usable(qtbot, setup, tmp_path: Path)
     assert widget._run.enabled and not widget._cancel.enabled
 
 
+def test_closing_the_slide_during_a_whatif_shows_nothing_for_it(qtbot, setup) -> None:
+    viewer, widget, slide_layer, errors = setup
+    _wait(qtbot, widget, widget.estimate_profiles())
+    widget._scope.value = "whole slide"
+    worker = widget.run_whatif()
+    viewer.layers.remove(slide_layer)  # before the worker can return: results arrive via the event loop
+    _wait(qtbot, widget, worker)
+    assert "was closed during the run" in widget._status.value and not errors
+    assert not _drift_layers(viewer) and widget.whatif is None
+
+
 def test_cohort_diagnostics_and_refusals(qtbot, setup, tmp_path: Path) -> None:
     viewer, widget, slide_layer, errors = setup
     _wait(qtbot, widget, widget.run_cohort())

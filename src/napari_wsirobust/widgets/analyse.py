@@ -32,13 +32,14 @@ from ..analysis.maps import METADATA_KEY, analysis_layers
 from ..analysis.models import MODELS
 from ..io.slide import LAYER_METADATA_KEY
 from .dock_lifetime import call_when_undocked
-from .gl_guard import guard_layer_removal
+from .gl_guard import guard_gl_program_deletion
 from .gui_steps import StepQueue
 from .result_layers import (
     SCOPES,
     add_quietly,
     build_layer,
     camera_of,
+    closed_slide_message,
     drawn_layer_choices,
     find_layer,
     placed_translate,
@@ -46,6 +47,7 @@ from .result_layers import (
     remove_stale,
     scope_for,
     slide_choices,
+    slide_layer_for,
     warm_up_glyphs,
     warm_up_layers,
 )
@@ -65,7 +67,7 @@ class AnalyseWidget(Container):
         import_backends()  # import timm on the main thread, safely (see import_backends)
         warm_up_layers()
         warm_up_glyphs(viewer)
-        guard_layer_removal(viewer)  # removing a top-tiles or selection layer must not crash napari
+        guard_gl_program_deletion()  # removing layers must not crash napari on Mesa (see gl_guard)
         self._viewer = viewer
         self._resources = Resources()
         self._results: dict[str, RegionAnalysis] = {}  # slide path -> latest analysis
@@ -179,7 +181,9 @@ class AnalyseWidget(Container):
         try:
             request = self.build_request()
         except (ValueError, KeyError) as exc:
-            show_error(str(exc).strip("'\""))
+            message = str(exc).strip("'\"")
+            self._status.value = f"Not started: {message}"
+            show_error(message)
             return None
         from napari.qt.threading import create_worker
 
@@ -239,8 +243,12 @@ class AnalyseWidget(Container):
             show_error(outcome.error or "the analysis produced no result")
             return
         result = outcome.value
+        slide_layer = slide_layer_for(self._viewer, result.request.slide_path)
+        if slide_layer is None:
+            self._status.value = closed_slide_message(result.request.slide_path)
+            return
         self._results[result.request.slide_path] = result
-        self._steps.run([*self._layer_steps(result, layers), lambda: self._report(result)])
+        self._steps.run([*self._layer_steps(result, layers, slide_layer), lambda: self._report(result)])
 
     def _report(self, result: RegionAnalysis) -> None:
         probs = ", ".join(f"{n} {p:.2f}" for n, p in zip(result.label_names, result.prediction.probabilities))
@@ -265,10 +273,12 @@ class AnalyseWidget(Container):
     def _find_layer(self, slide_path: str, kind: str) -> Any:
         return find_layer(self._viewer, slide_path, kind)
 
-    def _layer_steps(self, result: RegionAnalysis, layers: list[Any]) -> list[Callable[[], None]]:
-        """One GUI step per layer to add or update in place, then removal of stale ones."""
-        slide_layer = self._slide.value
-        offset = np.asarray(slide_layer.translate, dtype=np.float64)[-2:] if slide_layer else np.zeros(2)
+    def _layer_steps(
+        self, result: RegionAnalysis, layers: list[Any], slide_layer: Any
+    ) -> list[Callable[[], None]]:
+        """One GUI step per layer to add or update in place (placed on ``slide_layer``, the analysed
+        slide, whichever slide the widget shows now), then removal of stale ones."""
+        offset = np.asarray(slide_layer.translate, dtype=np.float64)[-2:]
         steps: list[Callable[[], None]] = []
         wanted = {kwargs["metadata"][METADATA_KEY]["kind"] for _, kwargs, _, _ in layers}
         for item in layers:
@@ -277,7 +287,7 @@ class AnalyseWidget(Container):
         def finish() -> None:
             remove_stale(self._viewer, result.request.slide_path, {"attention", "score", "top_tiles"}, wanted)
             self._top_index = -1
-            if slide_layer is not None and slide_layer in self._viewer.layers:
+            if slide_layer in self._viewer.layers:
                 self._viewer.layers.selection.active = slide_layer
 
         return [*steps, finish]

@@ -4,6 +4,7 @@ Analyse and Robustness widgets), and the scope a user chose (visible region / sh
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,25 @@ def slide_choices(viewer: Any) -> list[tuple[str, Any]]:
     from .slide_info import slide_layers
 
     return [(layer.name, layer) for layer in slide_layers(viewer)]
+
+
+def slide_layer_for(viewer: Any, slide_path: str) -> Any:
+    """The viewer's layer showing the slide at ``slide_path`` (None once it has been closed)."""
+    from ..io.slide import LAYER_METADATA_KEY
+    from .slide_info import slide_layers
+
+    for layer in slide_layers(viewer):
+        if layer.metadata[LAYER_METADATA_KEY].get("path") == slide_path:
+            return layer
+    return None
+
+
+def closed_slide_message(slide_path: str) -> str:
+    """What a widget says when a run's slide was closed before its result arrived."""
+    return (
+        f"{Path(slide_path).name} was closed during the run, so its result is not shown "
+        "(its tile features are cached: running it again is quick)."
+    )
 
 
 def drawn_layer_choices(viewer: Any, kinds: tuple[type, ...]) -> list[tuple[str, Any]]:

@@ -13,7 +13,6 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from magicgui.widgets import (
     ComboBox,
     Container,
@@ -37,17 +36,19 @@ from ..diagnostics.stain import StainProfile
 from ..diagnostics.whatif import WhatIfResult, estimate_cohort_profiles, load_profiles, scanner_whatif
 from ..io.slide import LAYER_METADATA_KEY
 from .dock_lifetime import call_when_undocked
-from .gl_guard import guard_layer_removal
+from .gl_guard import guard_gl_program_deletion
 from .gui_steps import StepQueue
 from .layer_geometry import slide_origin_um
 from .result_layers import (
     SCOPES,
+    closed_slide_message,
     drawn_layer_choices,
     put_layer,
     queue_in_place_update,
     remove_stale,
     scope_for,
     slide_choices,
+    slide_layer_for,
 )
 from .tables import fit_columns
 
@@ -65,7 +66,7 @@ class RobustnessWidget(Container):
         from ..encoders.model import import_backends
 
         import_backends()  # timm imported on the main thread, safely (see import_backends)
-        guard_layer_removal(viewer)  # removing a Shapes layer must not crash napari (see gl_guard)
+        guard_gl_program_deletion()  # removing layers must not crash napari on Mesa (see gl_guard)
         self._viewer = viewer
         self._resources = Resources()
         self._worker: Any = None
@@ -232,7 +233,9 @@ class RobustnessWidget(Container):
                 mpp=mpp,
             )
         except (ValueError, KeyError, OSError) as exc:
-            show_error(str(exc).strip("'\""))
+            message = str(exc).strip("'\"")
+            self._status.value = f"Not started: {message}"
+            show_error(message)
             return None
         # the slide's own profile (48 tiles read) is estimated once, not on every re-run
         job = scanner_whatif(
@@ -243,24 +246,26 @@ class RobustnessWidget(Container):
         )
 
     def _show_whatif(self, result: WhatIfResult) -> None:
-        self.whatif = result
-        self._source_profiles[result.base.request.slide_path] = result.source_profile
-        slide_layer = self._slide.value
         path = result.base.request.slide_path
-        offset = slide_origin_um(slide_layer) if slide_layer is not None else np.zeros(2)
-        layers = whatif_layers(result, slide_layer.name if slide_layer else None)
+        self._source_profiles[path] = result.source_profile
+        slide_layer = slide_layer_for(self._viewer, path)  # the analysed slide, not the one chosen now
+        if slide_layer is None:
+            self._status.value = closed_slide_message(path)
+            return
+        self.whatif = result
+        offset = slide_origin_um(slide_layer)
+        layers = whatif_layers(result, slide_layer.name)
         wanted = {kwargs["metadata"][METADATA_KEY]["kind"] for _, kwargs, _ in layers}
         steps = [lambda item=item: self._put_layer(path, *item, offset) for item in layers]
-        self._steps.run([*steps, lambda: self._finish_whatif(result, wanted)])
+        self._steps.run([*steps, lambda: self._finish_whatif(result, wanted, slide_layer)])
 
     def _put_layer(self, path: str, data: Any, kwargs: dict[str, Any], layer_type: str, offset: Any) -> None:
         """Add one what-if layer, or queue its in-place update one property per event-loop turn."""
         if not queue_in_place_update(self._steps, self._viewer, path, data, kwargs, layer_type, offset):
             put_layer(self._viewer, path, data, kwargs, layer_type, offset)
 
-    def _finish_whatif(self, result: WhatIfResult, wanted: set[str]) -> None:
+    def _finish_whatif(self, result: WhatIfResult, wanted: set[str], slide_layer: Any) -> None:
         """Remove stale drift layers, fill the table and the spread once the layers are in place."""
-        slide_layer = self._slide.value
         path = result.base.request.slide_path
         existing = {
             ly.metadata[METADATA_KEY]["kind"]
@@ -269,7 +274,7 @@ class RobustnessWidget(Container):
             and ly.metadata[METADATA_KEY]["kind"].startswith(("drift:", "flips:"))
         }
         remove_stale(self._viewer, path, existing, wanted)
-        if slide_layer is not None:
+        if slide_layer in self._viewer.layers:
             self._viewer.layers.selection.active = slide_layer
         rows = result.table()
         columns = list(rows[0])

@@ -39,7 +39,7 @@ from ..mil.predict import TrainedHead
 from ..mil.train import AUTO_PRESET, DEFAULT_PRESET, LOSS_PRESETS, EpochReport, TrainConfig, resolve_preset
 from ..mil.workflow import MetricRow, Stage, TrainingRun, check_losses_fit_cohort, metrics_table, train_table
 from .dock_lifetime import call_when_undocked
-from .gl_guard import guard_layer_removal
+from .gl_guard import guard_gl_program_deletion
 from .layer_geometry import annotations_from_layer
 from .result_layers import drawn_layer_choices, slide_choices
 from .slide_info import slide_layers
@@ -68,7 +68,7 @@ class TrainWidget(Container):
         from ..encoders.model import import_backends
 
         import_backends()  # timm imported on the main thread, safely (see import_backends)
-        guard_layer_removal(viewer)  # removing a drawn annotation layer must not crash napari
+        guard_gl_program_deletion()  # removing layers must not crash napari on Mesa (see gl_guard)
         self._viewer = viewer
         self._annotations: dict[str, SlideAnnotations] = {}  # slide path -> drawn labels
         self._worker: Any = None
