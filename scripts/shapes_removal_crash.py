@@ -5,7 +5,9 @@ shows a viewer with an image, then ``--cycles`` times adds a Shapes layer (8 rec
 labels, like the top-tiles layer), paints, removes it and paints, and finally adds another image.
 Without ``--guard`` the process dies with a segmentation fault at the second cycle on Mesa (exit
 status -11 from a parent process); with it, it prints the resident memory after each cycle and
-"survived". See :mod:`napari_wsirobust.widgets.gl_guard`.
+"survived". ``--layer points`` cycles a Points layer without text instead (no crash, no guard needed:
+the memory baseline). ``benchmarks/bench_layer_removal.py`` runs it. See
+:mod:`napari_wsirobust.widgets.gl_guard`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--guard", action="store_true", help="install napari_wsirobust's guard first")
     parser.add_argument("--cycles", type=int, default=3)
+    parser.add_argument(
+        "--layer", choices=("shapes", "points"), default="shapes", help="points: a Points layer without text"
+    )
     args = parser.parse_args()
     if args.guard:
         from napari_wsirobust.widgets.gl_guard import guard_gl_program_deletion
@@ -45,14 +50,17 @@ def main() -> int:
     spin(1.0)
     boxes = [np.array([[100.0, 100], [100, 300], [300, 300], [300, 100]]) + 50 * i for i in range(8)]
     for cycle in range(1, args.cycles + 1):
-        layer = viewer.add_shapes(
-            boxes,
-            shape_type="rectangle",
-            edge_color="#00ff66",
-            face_color="transparent",
-            features={"rank": list(range(1, 9))},
-            text={"string": "{rank}", "size": 12, "color": "#00ff66"},
-        )
+        if args.layer == "points":
+            layer = viewer.add_points(np.array([box.mean(axis=0) for box in boxes]))
+        else:
+            layer = viewer.add_shapes(
+                boxes,
+                shape_type="rectangle",
+                edge_color="#00ff66",
+                face_color="transparent",
+                features={"rank": list(range(1, 9))},
+                text={"string": "{rank}", "size": 12, "color": "#00ff66"},
+            )
         spin(0.3)
         viewer.layers.remove(layer)
         spin(0.3)
@@ -61,7 +69,7 @@ def main() -> int:
             from napari_wsirobust.widgets.gl_guard import kept_programs
 
             held = f", {kept_programs()} GL programs left undeleted"
-        print(f"cycle {cycle}: resident {resident_mib():.0f} MiB{held}", flush=True)
+        print(f"cycle {cycle}: resident {resident_mib():.1f} MiB{held}", flush=True)
     viewer.add_image(np.random.default_rng(1).random((64, 64)), name="after")
     spin(0.5)
     print("survived", flush=True)
