@@ -14,6 +14,7 @@ from .io import open_slide
 from .io.geometry import grid_layer_transform
 from .synthetic import SyntheticSlideSpec, TissueSpec, write_synthetic_slide
 from .synthetic.slide import ground_truth_path_for, load_ground_truth
+from .widgets.gl_guard import guard_gl_program_deletion
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -38,6 +39,7 @@ def sample_slide_path(label: str, scanner: str) -> Path:
 
 def _slide_with_truth(label: str, scanner: str) -> list[LayerData]:
     path = sample_slide_path(label, scanner)
+    guard_gl_program_deletion()  # a viewer showing slides must survive removing layers (see gl_guard)
     slide = open_slide(path)
     layers = slide.to_layer_data(name=f"{label} ({scanner})")
     truth = load_ground_truth(path)

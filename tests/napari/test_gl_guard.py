@@ -112,3 +112,13 @@ def test_the_widgets_install_the_guard(make_napari_viewer, monkeypatch) -> None:
     monkeypatch.setitem(gl_guard._state, "installed", False)
     AnalyseWidget(make_napari_viewer())
     assert gl_guard._state["installed"] and glir.GlirProgram.delete is not unguarded
+
+
+def test_opening_a_slide_installs_the_guard(monkeypatch, analysis_slide) -> None:
+    from napari_wsirobust._reader import read_slides
+
+    unguarded = glir.GlirProgram.delete
+    monkeypatch.setattr(glir.GlirProgram, "delete", unguarded)
+    monkeypatch.setitem(gl_guard._state, "installed", False)
+    assert read_slides(str(analysis_slide))
+    assert gl_guard._state["installed"] and glir.GlirProgram.delete is not unguarded

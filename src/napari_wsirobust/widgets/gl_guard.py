@@ -9,7 +9,8 @@ layer was removed safely, and hiding a layer is always safe. Skipping the GL del
 object in turn pins it on the deletion of *shader programs*: with programs never deleted every
 sequence tried runs on (buffers and textures are still freed).
 
-So :func:`guard_gl_program_deletion` (called by every widget of this plugin) makes vispy skip
+So :func:`guard_gl_program_deletion` (called by this plugin's reader, sample data and widgets) makes
+vispy skip
 ``glDeleteProgram`` when the OpenGL implementation is Mesa; elsewhere it deletes as before. A removed
 layer then leaves its compiled programs behind: in ``benchmarks/bench_layer_removal.py`` the resident
 size grew by 3.93 MiB per add-and-remove of a Shapes layer with text, where a Points layer without
