@@ -34,6 +34,7 @@ from ..io.slide import LAYER_METADATA_KEY
 from .dock_lifetime import call_when_undocked
 from .gl_guard import guard_gl_program_deletion
 from .gui_steps import StepQueue
+from .layer_geometry import slide_origin_um
 from .result_layers import (
     SCOPES,
     add_quietly,
@@ -276,9 +277,9 @@ class AnalyseWidget(Container):
     def _layer_steps(
         self, result: RegionAnalysis, layers: list[Any], slide_layer: Any
     ) -> list[Callable[[], None]]:
-        """One GUI step per layer to add or update in place (placed on ``slide_layer``, the analysed
-        slide, whichever slide the widget shows now), then removal of stale ones."""
-        offset = np.asarray(slide_layer.translate, dtype=np.float64)[-2:]
+        """One GUI step per layer to add or update in place, placed on ``slide_layer`` (the analysed
+        slide, not necessarily the one the widget shows now), then removal of stale ones."""
+        offset = slide_origin_um(slide_layer)
         steps: list[Callable[[], None]] = []
         wanted = {kwargs["metadata"][METADATA_KEY]["kind"] for _, kwargs, _, _ in layers}
         for item in layers:
