@@ -19,6 +19,7 @@ import numpy as np
 from qtpy.QtWidgets import QApplication
 
 import napari
+from napari_wsirobust.widgets import gl_guard
 
 
 def spin(seconds: float) -> None:
@@ -42,9 +43,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.guard:
-        from napari_wsirobust.widgets.gl_guard import guard_gl_program_deletion
-
-        guard_gl_program_deletion()
+        gl_guard.guard_gl_program_deletion()
     viewer = napari.Viewer(show=True)
     viewer.add_image(np.random.default_rng(0).random((512, 512)))
     spin(1.0)
@@ -64,11 +63,7 @@ def main() -> int:
         spin(0.3)
         viewer.layers.remove(layer)
         spin(0.3)
-        held = ""
-        if args.guard:
-            from napari_wsirobust.widgets.gl_guard import kept_programs
-
-            held = f", {kept_programs()} GL programs left undeleted"
+        held = f", {gl_guard.kept_programs()} GL programs left undeleted" if args.guard else ""
         print(f"cycle {cycle}: resident {resident_mib():.1f} MiB{held}", flush=True)
     viewer.add_image(np.random.default_rng(1).random((64, 64)), name="after")
     spin(0.5)
