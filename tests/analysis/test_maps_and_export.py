@@ -63,6 +63,23 @@ def test_analysis_layers(result) -> None:
     assert len(shapes) == 4
 
 
+def test_top_tile_rank_labels_sit_inside_their_own_box(result) -> None:
+    # anchored at a corner, a rank sat on the shared edge of two adjacent top tiles (whose box?)
+    shapes_layer = pytest.importorskip("napari.layers").Shapes
+    rects, kw, _ = analysis_layers(result, top_k=8, name="s")[2]
+    layer = shapes_layer(rects, **{k: v for k, v in kw.items() if k != "units"})
+    coords = layer._view_text_coords[0]
+    assert len(coords) == len(rects) == 8
+    for (y, x), rect in zip(coords, rects):
+        inside = [rect[:, 0].min() < y < rect[:, 0].max() and rect[:, 1].min() < x < rect[:, 1].max()]
+        others = [
+            other[:, 0].min() <= y <= other[:, 0].max() and other[:, 1].min() <= x <= other[:, 1].max()
+            for other in rects
+            if other is not rect
+        ]
+        assert inside == [True] and not any(others)
+
+
 def test_geojson_for_qupath(result, tmp_path: Path) -> None:
     path = write_geojson(result, tmp_path / "out.geojson", top_k=3)
     data = json.loads(path.read_text())

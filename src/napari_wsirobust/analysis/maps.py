@@ -151,7 +151,7 @@ def analysis_layers(result: RegionAnalysis, top_k: int = 8, name: str | None = N
                 "edge_width": max(2.0, 0.04 * grid.tile_size_level0[0] * grid.mpp[0]),
                 "units": units,
                 "features": top_tile_features(result, top),
-                "text": {"string": "{rank}", "size": 12, "color": "#00ff66", "anchor": "upper_left"},
+                "text": {"string": "{rank}", "size": 14, "color": "#00ff66", "anchor": "center"},
                 "metadata": _metadata(result, "top_tiles"),
             },
             "shapes",
