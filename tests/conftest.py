@@ -61,3 +61,16 @@ def analysis_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tissue = TissueSpec(seed=21, tumour=True, width=2048, height=1536, tumour_fraction=0.3, atypia=1.0)
     write_synthetic_slide(SyntheticSlideSpec.make(tissue, "B"), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def same_tissue_three_scanners(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One tissue (1024 x 768, tumour) rendered by each synthetic scanner: A sharpest, C softest,
+    JPEG quality 92 / 80 / 65."""
+    folder = tmp_path_factory.mktemp("same-tissue")
+    paths = {}
+    for scanner in "ABC":
+        paths[scanner] = folder / f"{scanner}.tiff"
+        tissue = TissueSpec(seed=3, tumour=True, width=1024, height=768)
+        write_synthetic_slide(SyntheticSlideSpec.make(tissue, scanner), paths[scanner])
+    return paths

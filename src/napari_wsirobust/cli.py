@@ -130,17 +130,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .mil.data import REFERENCE, TRAIN, CohortError, read_cohort_table
     from .mil.train import LOSS_PRESETS, TrainConfig, TrainingError, resolve_preset
     from .mil.workflow import drive, train_cohort
+    from .stain.harmonise import HarmonisationError
 
     try:
-        preset = resolve_preset(args.loss, read_cohort_table(args.cohort).split(TRAIN, REFERENCE))
+        harmonised = args.harmonise != "none"
+        preset = resolve_preset(args.loss, read_cohort_table(args.cohort).split(TRAIN, REFERENCE), harmonised)
         print(f"loss configuration: {preset}" + (" (auto)" if args.loss != preset else ""), flush=True)
         losses = LOSS_PRESETS[preset]
         config = replace(TrainConfig(), epochs=args.epochs, seed=args.seed, losses=losses)
         extract = _extract_config(args, args.encoder)
+        harmonise_to = args.harmonise if harmonised else None
         result = drive(
-            train_cohort(args.cohort, args.out, extract, config, workers=args.workers), _print_progress
+            train_cohort(
+                args.cohort, args.out, extract, config, workers=args.workers, harmonise_to=harmonise_to
+            ),
+            _print_progress,
         )
-    except (TrainingError, CohortError) as exc:
+    except (TrainingError, CohortError, HarmonisationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     best = result.config.metrics
@@ -262,11 +268,14 @@ def _cmd_benchmark_shortcut(args: argparse.Namespace) -> int:
         work_dir=args.work or str(Path(args.out) / "work"),
         cohort=cohort,
         encoder=args.encoder,
-        presets=tuple(args.presets.split(",")) if args.presets else usable_presets(cohort),
+        presets=tuple(args.presets.split(","))
+        if args.presets
+        else usable_presets(cohort, harmonised=args.harmonise is not None),
         seeds=tuple(range(args.seeds)),
         train=replace(TrainConfig(), epochs=args.epochs),
         workers=args.workers,
         cache_dir=args.cache,
+        harmonise=args.harmonise,
     )
     unknown = [name for name in config.presets if name not in LOSS_PRESETS]
     if unknown:
@@ -376,11 +385,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--loss",
         choices=[AUTO_PRESET, *sorted(LOSS_PRESETS)],
         default=AUTO_PRESET,
-        help="loss configuration; auto: robust-paired when training patients were re-scanned at "
-        "another site, else robust-moment",
+        help="loss configuration; auto: robust-site with --harmonise, else robust-paired when training "
+        "patients were re-scanned at another site, else robust-moment",
     )
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--harmonise",
+        default="auto",
+        metavar="auto|SITE|none",
+        help="re-render every slide's tiles into one training site's colour profile before embedding "
+        "(default auto: the least sharp site; best on the shortcut benchmark); saved with the model and "
+        "applied again at prediction. Needs a loss without scanner-swapped views (--loss auto picks "
+        "robust-site); none: the slides as scanned",
+    )
     p.add_argument("--cache", default=None, help="feature cache folder (default: user cache)")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2, help="processes for feature extraction (0: in-process)")
@@ -426,6 +444,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--small", action="store_true", help="smaller slides (a quick check, not the reference)")
+    p.add_argument(
+        "--harmonise",
+        default=None,
+        metavar="auto|SITE",
+        help="re-render every slide into one training site's colour profile before embedding (auto: the "
+        "least sharp); presets that need scanner-swapped views are skipped",
+    )
     p.set_defaults(func=_cmd_benchmark_shortcut)
 
     p = sub.add_parser("demo", help="open napari with a sample slide and the plugin's widgets")

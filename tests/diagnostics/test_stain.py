@@ -13,7 +13,6 @@ from napari_wsirobust.diagnostics.stain import (
     estimate_slide_profile,
     estimate_stain_profile,
 )
-from napari_wsirobust.synthetic import SyntheticSlideSpec, TissueSpec, write_synthetic_slide
 from napari_wsirobust.synthetic.profiles import SCANNER_PROFILES
 
 # Tolerance for a recovered stain vector: 4 degrees. The truth differs between scanners by 4.7-16
@@ -21,17 +20,6 @@ from napari_wsirobust.synthetic.profiles import SCANNER_PROFILES
 # by the display gamma (0.9-1.15), blur and JPEG of the synthetic scanners; so besides the absolute
 # tolerance, each estimate must be closer to its own scanner's vectors than to any other scanner's.
 TOLERANCE_DEG = 4.0
-
-
-@pytest.fixture(scope="module")
-def same_tissue_three_scanners(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("stain")
-    paths = {}
-    for scanner in "ABC":
-        paths[scanner] = folder / f"{scanner}.tiff"
-        tissue = TissueSpec(seed=3, tumour=True, width=1024, height=768)
-        write_synthetic_slide(SyntheticSlideSpec.make(tissue, scanner), paths[scanner])
-    return paths
 
 
 def _distance(profile, scanner: str) -> float:  # type: ignore[no-untyped-def]

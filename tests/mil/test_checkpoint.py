@@ -49,6 +49,28 @@ def test_round_trip(tmp_path: Path) -> None:
     assert len(versions) == 1 and (tmp_path / "m" / "CURRENT").read_text() == versions[0].name
 
 
+def test_harmonised_model_records_its_reference_and_a_newer_format(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from napari_wsirobust.diagnostics.stain import StainProfile
+    from napari_wsirobust.mil.predict import TrainedHead
+    from napari_wsirobust.stain.harmonise import Harmonisation
+
+    reference = StainProfile(
+        (0.65, 0.70, 0.29), (0.07, 0.99, 0.11), (240.0, 238.0, 242.0), (0.5, 0.3), (1.6, 1.1), 61.0, 9000, 65
+    )
+    harmonise = Harmonisation(reference, "C")
+    plain = _config()
+    assert plain.format_version == ckpt.PLAIN_FORMAT_VERSION == 1  # older plugins still read these
+    config = replace(plain, harmonise=harmonise.to_dict())
+    assert config.format_version == ckpt.FORMAT_VERSION == 2  # an older plugin refuses it, never ignores it
+    save_checkpoint(_model(config, 0), config, tmp_path / "m")
+    head = TrainedHead.load(tmp_path / "m")
+    assert head.harmonisation() == harmonise and head.config.format_version == 2
+    save_checkpoint(_model(plain, 0), plain, tmp_path / "p")
+    assert TrainedHead.load(tmp_path / "p").harmonisation() is None
+
+
 def test_mismatched_encoder_or_dimension_is_refused(tmp_path: Path) -> None:
     config = _config()
     config.check_features("effnet-lite0-imagenet", 12)

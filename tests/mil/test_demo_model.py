@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from napari_wsirobust.features.cohort import ExtractConfig, slide_features
+from napari_wsirobust.features.cohort import slide_features
 from napari_wsirobust.mil.predict import TrainedHead
+from napari_wsirobust.mil.workflow import extract_config_for
 from napari_wsirobust.models import demo_model_dir
 from napari_wsirobust.synthetic import SyntheticSlideSpec, TissueSpec, write_synthetic_slide
 
@@ -27,7 +28,7 @@ def test_demo_model_is_safetensors_and_json() -> None:
 @pytest.mark.slow
 def test_demo_model_separates_tumour_from_normal(tmp_path: Path) -> None:
     head = TrainedHead.load(demo_model_dir())
-    extract = ExtractConfig(cache_dir=str(tmp_path / "cache"))
+    extract = extract_config_for(head, str(tmp_path / "cache"))  # its encoder, tiling and harmonisation
     probs = {}
     for tumour in (False, True):
         # scanner B: the demo head must not call tumour by scanner A's colours

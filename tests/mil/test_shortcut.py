@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,22 @@ def test_robust_head_beats_plain_on_shifted_test(
     assert all(0.0 <= r["site_variance"] <= 1.0 for r in runs)
     table = markdown_table(summary, len(data.table.site_names))
     assert table.count("\n") == 4 and "site share of variance" in table and f"| {DEFAULT_PRESET} (" in table
+
+
+def test_on_harmonised_tiles_the_site_terms_beat_the_plain_head(
+    small_benchmark: tuple[ShortcutConfig, ShortcutData],
+) -> None:
+    config, _ = small_benchmark
+    data = prepare(replace(config, harmonise="auto"), log=lambda _: None)
+    assert data.source.harmonise["site"] == "C"
+    assert all(not b.views for bags in data.bags.values() for b in bags)  # no views of harmonised tiles
+    assert "augment" not in usable_presets(config.cohort, harmonised=True)
+    train = TrainConfig(epochs=40)
+    runs = [run_one(data, preset, seed, train) for preset in ("plain", "robust-site") for seed in (0, 1, 2)]
+    plain = [r["auc_shifted"] for r in runs if r["preset"] == "plain"]
+    robust = [r["auc_shifted"] for r in runs if r["preset"] == "robust-site"]
+    assert np.mean(robust) > np.mean(plain), (plain, robust)
+    assert sum(r >= p for r, p in zip(robust, plain)) >= 2, (plain, robust)
 
 
 def test_flip_rate_counts_patients_whose_label_changes() -> None:
@@ -109,10 +126,12 @@ def test_train_and_predict_command_line(
     model = tmp_path / "model"
     args = _train_args(cohort_csv, model, cache, epochs=8)
     assert cli_main(args) == 0
-    assert "loss configuration: robust-moment (auto)" in capsys.readouterr().out  # no re-scans
+    # the defaults: tiles harmonised to the softest site, and the view-free site terms
+    assert "loss configuration: robust-site (auto)" in capsys.readouterr().out
     head = TrainedHead.load(model)
     assert head.config.encoder_name == "effnet-lite0-imagenet" and head.label_names == ["normal", "tumour"]
-    assert head.config.losses["view_ce"] == 1.0 and head.config.metrics["epochs_run"] >= 1
+    assert head.config.losses["site_moment"] == 30.0 and head.config.losses["view_ce"] == 0
+    assert head.config.harmonise["site"] == "C" and head.config.metrics["epochs_run"] >= 1
     slides = [r.path for r in data.table.split("test_ood")[:3]]
     out = tmp_path / "pred.csv"
     status = cli_main(
@@ -157,10 +176,55 @@ def test_train_command_learns_from_unlabelled_reference_rescans(
     cache = str(Path(config.work_dir) / "features")
     table_rows = read_cohort_table(cohort_csv).split(TRAIN, REFERENCE)
     assert resolve_preset("auto", table_rows) == DEFAULT_PRESET
-    args = [*_train_args(cohort_csv, model, cache, epochs=4), "--loss", "robust-paired"]
+    args = [
+        *_train_args(cohort_csv, model, cache, epochs=4),
+        "--loss",
+        "robust-paired",
+        "--harmonise",
+        "none",
+    ]
     assert cli_main(args) == 0
     assert "loss configuration: robust-paired\n" in capsys.readouterr().out
     head = TrainedHead.load(model)
     assert head.config.losses["paired_scan"] == 3.0 and head.label_names == ["normal", "tumour"]
+    assert head.harmonisation() is None and head.config.format_version == 1  # the slides as scanned
     assert head.config.metrics["paired_scan_slides"] == 6
     assert head.config.metrics["train_slides"] == sum(r["split"] == "train" for r in rows)
+
+
+def test_train_command_harmonises_and_predict_applies_it_again(
+    small_benchmark: tuple[ShortcutConfig, ShortcutData], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, data = small_benchmark
+    cohort_csv = Path(config.work_dir) / "cohort" / "cohort.csv"
+    cache = str(Path(config.work_dir) / "features")
+    model = tmp_path / "model"
+    refused = [*_train_args(cohort_csv, model, cache, epochs=2), "--harmonise", "auto", "--loss", "augment"]
+    assert cli_main(refused) == 2
+    assert "needs scanner-swapped views" in capsys.readouterr().err and not model.exists()
+    assert cli_main([*_train_args(cohort_csv, model, cache, epochs=3), "--harmonise", "Z"]) == 2
+    assert "no site 'Z'" in capsys.readouterr().err
+    args = [*_train_args(cohort_csv, model, cache, epochs=3), "--harmonise", "auto", "--loss", "robust-site"]
+    assert cli_main(args) == 0
+    head = TrainedHead.load(model)
+    harmonise = head.harmonisation()
+    assert harmonise is not None and harmonise.site == "C"  # the softest synthetic scanner
+    assert head.config.format_version == 2 and head.config.training["validate_on_views"] is False
+    slide = data.table.split("test_ood")[0].path
+    out = tmp_path / "pred.csv"
+    assert cli_main(["predict", str(model), slide, "--out", str(out), "--cache", cache]) == 0
+    predicted = next(csv.DictReader(out.read_text().splitlines()))
+    # predict embedded the slide harmonised: the same probabilities as the head on harmonised features
+    from napari_wsirobust.features.cohort import slide_features
+    from napari_wsirobust.mil.workflow import extract_config_for
+
+    extract = extract_config_for(head, cache)
+    assert extract.harmonise == harmonise
+    feats = slide_features(slide, extract, embed=False)
+    assert feats is not None  # already in the cache, under the harmonised key
+    expected = head.predict(feats[0].features).probabilities
+    assert float(predicted["p_tumour"]) == pytest.approx(float(expected[1]), abs=1e-5)
+    unharmonised = slide_features(slide, replace(extract, harmonise=None), embed=False)
+    assert unharmonised is not None and not np.allclose(
+        unharmonised[0].features, feats[0].features, atol=1e-3
+    )

@@ -90,7 +90,7 @@ def test_train_end_to_end_then_save_reload_and_analyse(qtbot, setup, tmp_path: P
     widget._epochs.value = 6
     widget._loss.value = "paired-scan"  # this cohort has no re-scanned patient: refused at once
     assert widget.train() is None and "scanned at two or more sites" in errors.pop()
-    widget._loss.value = "auto"  # robust on by default: auto resolves to robust-moment without re-scans
+    widget._loss.value = "auto"  # robust on by default: colours harmonised (auto), so robust-site
     _train(qtbot, widget)
     assert not errors, errors
     run = widget.last_run
@@ -188,3 +188,21 @@ def test_refusals_are_notified_and_nothing_starts(qtbot, setup, tmp_path: Path) 
     (tmp_path / "junk").mkdir()
     assert widget.load_model(tmp_path / "junk") is None and "Cannot load" in errors[-1]
     assert not widget.running and widget._train.enabled
+
+
+def test_harmonised_training_from_the_widget(qtbot, setup) -> None:
+    viewer, widget, slide_layer, csv_path, errors = setup
+    _build_cohort(widget, viewer, slide_layer, csv_path)
+    widget._epochs.value = 2
+    widget._harmonise.value = "Z"
+    assert widget.train() is None and "no site 'Z' among the training slides" in errors.pop()
+    assert widget._status.value.startswith("Not started")
+    widget._harmonise.value = "auto"
+    widget._loss.value = "augment"  # learns from scanner-swapped views: none are made of harmonised tiles
+    assert widget.train() is None and "needs scanner-swapped views" in errors.pop()
+    widget._loss.value = "auto"  # with harmonisation: robust-site
+    _train(qtbot, widget)
+    assert not errors, errors
+    config = widget.last_run.result.config
+    assert config.losses["site_moment"] == 30.0 and config.losses["view_ce"] == 0
+    assert config.harmonise["site"] in {"A", "B", "C"} and config.format_version == 2

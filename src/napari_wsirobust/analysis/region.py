@@ -53,7 +53,7 @@ class AnalysisRequest:
 
 @dataclass(frozen=True)
 class AnalysisProgress:
-    stage: str  # "loading", "tiling", "embedding", "predicting"
+    stage: str  # "loading", "tiling", "harmonising", "embedding", "predicting"
     done: int = 0
     total: int = 0
     message: str = ""
@@ -165,6 +165,10 @@ def analyse_region(
     except ValueError as exc:
         raise AnalysisError(str(exc)) from exc
     tiling = _tiling_for(head, encoder)
+    try:
+        harmonise = head.harmonisation()
+    except ValueError as exc:
+        raise AnalysisError(f"the model's harmonisation reference cannot be used: {exc}") from exc
     cache = FeatureCache(request.cache_dir)
     with open_slide(request.slide_path, mpp=request.mpp) as slide:
         slide.require_rgb()
@@ -178,11 +182,15 @@ def analyse_region(
                 f"({tiling.tile_size} px tiles at {tiling.target_mpp:g} µm/px, at least "
                 f"{tiling.min_tissue_fraction:.0%} tissue): move or widen the region"
             )
-        key = cache_key(slide, grid, encoder)
+        key = cache_key(slide, grid, encoder, harmonise=harmonise)
         cached = cache.load_aligned(key, grid)
         n_embedded = 0
         if cached is None:
-            embedding = cache.embed(slide, grid, encoder, batch_size=request.batch_size)
+            if harmonise is not None:
+                yield AnalysisProgress(
+                    "harmonising", message=f"matching the slide's colours to site {harmonise.site or '?'}"
+                )
+            embedding = cache.embed(slide, grid, encoder, harmonise=harmonise, batch_size=request.batch_size)
             totals: list[int] = []
 
             def report(progress: Any) -> AnalysisProgress:

@@ -13,11 +13,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from .jpeg import jpeg_quality_of_slide
+
+if TYPE_CHECKING:
+    from ..io import WSI
 
 
 @dataclass(frozen=True)
@@ -122,10 +126,17 @@ def estimate_slide_profile(path: str, n_tiles: int = 48, seed: int = 0) -> Stain
     """Profile of one slide: glass tint from its low-resolution overview, stains and sharpness from
     up to ``n_tiles`` random tissue tiles at the default tiling resolution."""
     from ..io import open_slide
+
+    with open_slide(path) as slide:
+        return estimate_open_slide_profile(slide, n_tiles, seed)
+
+
+def estimate_open_slide_profile(slide: WSI, n_tiles: int = 48, seed: int = 0) -> StainProfile:
+    """:func:`estimate_slide_profile` of a slide already open (with its pixel size override, if any)."""
     from ..tiling import TilingConfig, detect_tissue, make_tile_grid, read_tile
     from ..tiling.tissue import TissueMaskConfig, read_overview
 
-    slide = open_slide(path)
+    path = str(slide.path)
     overview, _ = read_overview(slide, TissueMaskConfig())
     background = estimate_background(np.asarray(overview)[..., :3])
     grid = make_tile_grid(slide, TilingConfig(), tissue=detect_tissue(slide))

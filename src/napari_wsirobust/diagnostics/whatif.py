@@ -4,7 +4,9 @@ The scope is analysed as usual (:func:`~napari_wsirobust.analysis.analyse_region
 are re-rendered into each target colour profile (:func:`.swap.transfer_tile`, from the slide's own
 estimated profile; blurred to the target's sharpness, :func:`.swap.matching_blur_sigma`, calibrated
 on up to 16 of the scope's tiles; re-compressed at the target's JPEG quality when known), re-embedded
-and the head re-run. Per profile and tile:
+and the head re-run. A head trained on harmonised tiles (:mod:`napari_wsirobust.stain.harmonise`)
+gets each swapped tile harmonised in turn, from the target profile into the head's reference, as a
+real scan from that profile would be. Per profile and tile:
 
 - drift = 1 - cosine similarity between the original and the swapped tile embedding,
 - attention change = swapped minus original attention percentile rank (-1..1),
@@ -110,14 +112,30 @@ def scanner_whatif(
     with open_slide(request.slide_path, mpp=request.mpp) as slide:
         picks = np.linspace(0, n - 1, min(n, BLUR_SAMPLE_TILES)).astype(int)
         sample = np.concatenate([read_tile(slide, base.grid, int(i))[..., :3] for i in picks], axis=0)
+        harmonise = head.harmonisation()
+        reference = harmonise.reference if harmonise is not None else None
         for p, (name, target) in enumerate(profiles.items()):
             sigma = matching_blur_sigma(sample, source, target)
+            # a head trained on harmonised tiles sees the swapped tile harmonised, as it would see a
+            # real scan from that profile: re-rendered from the target profile into its reference
+            sigma_ref = 0.0
+            if reference is not None:
+                swapped = transfer_tile(sample, source, target, sigma, target.jpeg_quality)
+                sigma_ref = matching_blur_sigma(swapped, target, reference)
 
             def swap(
-                tile: np.ndarray, _row: int, _col: int, target: StainProfile = target, sigma: float = sigma
+                tile: np.ndarray,
+                _row: int,
+                _col: int,
+                target: StainProfile = target,
+                sigma: float = sigma,
+                sigma_ref: float = sigma_ref,
             ) -> np.ndarray:
+                out = transfer_tile(tile, source, target, sigma, target.jpeg_quality)
+                if reference is None:
+                    return out
                 return transfer_tile(
-                    tile, source, target, blur_sigma_px=sigma, jpeg_quality=target.jpeg_quality
+                    out, target, reference, blur_sigma_px=sigma_ref, jpeg_quality=reference.jpeg_quality
                 )
 
             embedding = embed_tiles(slide, base.grid, encoder, batch_size=request.batch_size, transform=swap)

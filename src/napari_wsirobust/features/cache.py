@@ -1,7 +1,8 @@
 """On-disk feature cache keyed on everything that determines a tile's embedding.
 
 Key = hash of (slide content identity, tile geometry: size, target µm/px, overlap, slide MPP and read
-level, encoder name, weights identity and dimension, cache format). Scope and minimum tissue fraction
+level, encoder name, weights identity and dimension, cache format, and the scanner-swapped view or
+the harmonisation reference when there is one). Scope and minimum tissue fraction
 only select tiles, so they are not in the key: an entry holds every tile embedded so far for that
 key and a later run embeds only the tiles it lacks. Entries are written atomically; one that cannot
 be read or lacks its completion flag (a process killed mid-write, a truncated file) is deleted and
@@ -22,6 +23,7 @@ import numpy as np
 from ..encoders import TileEncoder
 from ..io import WSI
 from ..stain import ScannerAugmentation
+from ..stain.harmonise import Harmonisation
 from ..tiling import TileGrid
 from .h5 import FeatureFileError, FeatureSet, read_feature_h5, write_feature_h5
 from .pipeline import EmbedProgress, embed_tiles
@@ -30,9 +32,14 @@ CACHE_FORMAT = 1
 
 
 def cache_key(
-    slide: WSI, grid: TileGrid, encoder: TileEncoder, view: ScannerAugmentation | None = None
+    slide: WSI,
+    grid: TileGrid,
+    encoder: TileEncoder,
+    view: ScannerAugmentation | None = None,
+    harmonise: Harmonisation | None = None,
 ) -> str:
-    """Key of a slide's features; ``view`` (a scanner-swapped view) makes it a separate entry."""
+    """Key of a slide's features; ``view`` (a scanner-swapped view) and ``harmonise`` (tiles re-rendered
+    into a reference profile) each make it a separate entry."""
     info = encoder.info
     payload: dict[str, object] = {
         "format": CACHE_FORMAT,
@@ -42,6 +49,8 @@ def cache_key(
     }
     if view is not None:
         payload["view"] = view.identity()
+    if harmonise is not None:
+        payload["harmonise"] = harmonise.identity()
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -92,12 +101,18 @@ class FeatureCache:
         encoder: TileEncoder,
         view: ScannerAugmentation | None = None,
         glass_rgb: tuple[float, float, float] = (255.0, 255.0, 255.0),
+        harmonise: Harmonisation | None = None,
         **embed_kwargs: object,
     ) -> Generator[EmbedProgress, None, np.ndarray]:
         """Features of every tile of ``grid`` in grid order, embedding only the tiles the cache
         lacks (a generator like :func:`embed_tiles`). With ``view``, the tiles are embedded as that
-        scanner-swapped view (unmixed against the slide's ``glass_rgb``) and cached under their own key."""
-        key = cache_key(slide, grid, encoder, view)
+        scanner-swapped view (unmixed against the slide's ``glass_rgb``) and cached under their own key;
+        with ``harmonise``, as re-rendered into its reference profile (also under their own key)."""
+        if view is not None and harmonise is not None:
+            raise ValueError("scanner-swapped views of harmonised tiles are not supported")
+        key = cache_key(slide, grid, encoder, view, harmonise)
+        if harmonise is not None:
+            embed_kwargs["transform"] = harmonise.for_slide(slide)
         if view is not None:
             embed_kwargs["transform"] = view.for_slide(
                 slide.content_id(), float(grid.config.target_mpp), glass_rgb

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..encoders import TileEncoder
 from ..stain import ScannerAugmentation
+from ..stain.harmonise import Harmonisation
 from ..tiling import Scope, TileGrid, TilingConfig, TissueMaskConfig, detect_tissue, make_tile_grid
 from .cache import FeatureCache, cache_key, feature_attrs
 from .h5 import FeatureSet, write_feature_h5
@@ -38,6 +39,7 @@ class ExtractConfig:
     batch_size: int = 32
     h5_dir: str | None = None  # also export <slide stem>.h5 in the CLAM/TRIDENT layout
     views: tuple[ScannerAugmentation, ...] = ()  # scanner-swapped views also embedded and cached
+    harmonise: Harmonisation | None = None  # tiles re-rendered into this reference profile first
 
 
 @dataclass(frozen=True)
@@ -92,12 +94,15 @@ def slide_features(
     embed: bool = True,
 ) -> list[SlideFeatures] | None:
     """Whole-slide features of one slide, one :class:`SlideFeatures` per entry of ``views`` (None:
-    the slide as scanned), from the cache; missing tiles are embedded when ``embed``, otherwise None
-    is returned unless everything is cached. The slide is opened and tiled once. Raises on
-    unreadable slides."""
+    the slide as scanned, or harmonised with ``config.harmonise``), from the cache; missing tiles are
+    embedded when ``embed``, otherwise None is returned unless everything is cached. The slide is
+    opened and tiled once. Raises on unreadable slides."""
     from ..io import open_slide
     from .pipeline import run_to_completion
 
+    harmonise = config.harmonise
+    if harmonise is not None and any(v is not None for v in views):
+        raise ValueError("scanner-swapped views of harmonised slides are not supported")
     encoder = _encoder(config.encoder, config.weights, config.allow_hub, config.device)
     info = encoder.info
     cache = FeatureCache(config.cache_dir)
@@ -107,13 +112,21 @@ def slide_features(
         tissue = detect_tissue(slide, config.tissue)
         grid = make_tile_grid(slide, _tiling_for(config, encoder), Scope.whole(), tissue)
         for view in views:
-            features = cache.load_aligned(cache_key(slide, grid, encoder, view), grid)
+            features = cache.load_aligned(cache_key(slide, grid, encoder, view, harmonise), grid)
             from_cache = features is not None
             if features is None:
                 if not embed:
                     return None
                 features = run_to_completion(
-                    cache.embed(slide, grid, encoder, view, tissue.glass_rgb, batch_size=config.batch_size)
+                    cache.embed(
+                        slide,
+                        grid,
+                        encoder,
+                        view,
+                        tissue.glass_rgb,
+                        harmonise=harmonise,
+                        batch_size=config.batch_size,
+                    )
                 )
             view_id = view.identity() if view is not None else ""
             out.append(

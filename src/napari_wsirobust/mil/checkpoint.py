@@ -29,7 +29,11 @@ from safetensors.torch import load_file, save_file
 from .. import __version__
 from .model import GatedAttentionMIL
 
-FORMAT_VERSION = 1
+# 1: features of the slides as scanned; 2: adds ``harmonise`` (tiles re-rendered into a reference profile
+# first). A harmonised model is written as 2 so that an older plugin refuses it instead of predicting
+# from unharmonised tiles; other models stay 1.
+FORMAT_VERSION = 2
+PLAIN_FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 POINTER_FILE = "CURRENT"
@@ -67,8 +71,13 @@ class CheckpointConfig:
     losses: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    harmonise: dict[str, Any] = field(default_factory=dict)  # reference profile tiles are re-rendered into
     package_version: str = __version__
-    format_version: int = FORMAT_VERSION
+    format_version: int = PLAIN_FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.harmonise:
+            self.format_version = max(self.format_version, FORMAT_VERSION)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .._atomic import atomic_write_csv
+from ..stain.harmonise import Harmonisation
 from ..tiling import TilingConfig
 from .checkpoint import CheckpointConfig, load_checkpoint_with_extras
 from .data import Bag
@@ -63,6 +64,11 @@ class TrainedHead:
     def tiling_config(self) -> TilingConfig:
         """The tiling the head's features were extracted with (the default when not recorded)."""
         return TilingConfig(**self.config.tiling) if self.config.tiling else TilingConfig()
+
+    def harmonisation(self) -> Harmonisation | None:
+        """The reference profile the head's tiles were re-rendered into before embedding (None: the
+        slides as scanned); prediction must embed the same way."""
+        return Harmonisation.from_dict(self.config.harmonise) if self.config.harmonise else None
 
     def check_features(self, encoder_name: str, embed_dim: int) -> None:
         self.config.check_features(encoder_name, embed_dim)

@@ -37,6 +37,7 @@ import numpy as np
 from .._atomic import atomic_write_text
 from ..features.cohort import ExtractConfig, extract_cohort
 from ..stain import ScannerAugmentation
+from ..stain.harmonise import reference_for_slides
 from ..synthetic.cohort import CohortConfig, generate_cohort
 from .data import REFERENCE, Bag, CohortTable, load_bags, read_cohort_table
 from .metrics import auc_ovr, site_predictability, site_probe_chance, site_variance_share
@@ -67,6 +68,7 @@ class ShortcutConfig:
     view_seed: int = 0
     workers: int = 2
     cache_dir: str | None = None  # default: <work_dir>/features
+    harmonise: str | None = None  # "auto" or a site: every slide re-rendered into that reference first
 
     def augmentations(self) -> tuple[ScannerAugmentation, ...]:
         return tuple(ScannerAugmentation(seed=self.view_seed, view=v) for v in range(self.views))
@@ -79,11 +81,15 @@ class ShortcutData:
     source: FeatureSource
 
 
-def usable_presets(cohort: CohortConfig) -> tuple[str, ...]:
+def usable_presets(cohort: CohortConfig, harmonised: bool = False) -> tuple[str, ...]:
     """Every loss preset this cohort can train: the paired-scan ones only with re-scans (of training
-    or of reference patients)."""
+    or of reference patients); with harmonised tiles, none that needs scanner-swapped views."""
     rescans = cohort.rescanned_train_patients > 0 or cohort.reference_patients > 0
-    return tuple(name for name, losses in LOSS_PRESETS.items() if losses.paired_scan == 0 or rescans)
+    return tuple(
+        name
+        for name, losses in LOSS_PRESETS.items()
+        if (losses.paired_scan == 0 or rescans) and not (harmonised and losses.needs_views)
+    )
 
 
 def prepare(config: ShortcutConfig, log: Any = print) -> ShortcutData:
@@ -96,6 +102,12 @@ def prepare(config: ShortcutConfig, log: Any = print) -> ShortcutData:
     cache = config.cache_dir or str(work / "features")
     plain = ExtractConfig(cache_dir=cache, encoder=config.encoder)
     with_views = replace(plain, views=config.augmentations())
+    if config.harmonise is not None:  # no scanner-swapped views of harmonised tiles
+        by_site: dict[str, list[str]] = {}
+        for row in table.split("train"):
+            by_site.setdefault(row.site, []).append(row.path)
+        plain = with_views = replace(plain, harmonise=reference_for_slides(by_site, config.harmonise))
+        log(f"harmonising every slide to site {plain.harmonise.site}'s profile")
     trainable = table.split("train", "val")
     tests = [r for r in table.rows if r.split not in ("train", "val")]  # and the reference re-scans
     for rows, cfg in ((trainable, with_views), (tests, plain)):
@@ -132,6 +144,8 @@ def flip_rate(bags: list[Bag], predicted: Sequence[int]) -> float:
 def train_preset(data: ShortcutData, preset: str, seed: int, train: TrainConfig) -> Trainer:
     """A trainer for one named loss configuration and seed, on the benchmark's train/val bags."""
     config = replace(train, seed=seed, losses=LOSS_PRESETS[preset])
+    if data.source.harmonise:
+        config = replace(config, validate_on_views=False)  # harmonised slides have no views
     return Trainer(
         data.bags["train"],
         data.bags["val"],
@@ -176,7 +190,7 @@ def run_one(data: ShortcutData, preset: str, seed: int, train: TrainConfig) -> d
 
 def run_benchmark(data: ShortcutData, config: ShortcutConfig) -> Generator[dict[str, Any], None, None]:
     """Yield one result per (preset, seed) as they finish."""
-    for preset in config.presets or usable_presets(config.cohort):
+    for preset in config.presets or usable_presets(config.cohort, config.harmonise is not None):
         for seed in config.seeds:
             yield run_one(data, preset, seed, config.train)
 
@@ -199,9 +213,17 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
 
 
 def best_robust_preset(summary: dict[str, dict[str, dict[str, float]]]) -> str:
-    """The non-plain configuration with the highest mean shifted AUC (ties: smaller drop)."""
+    """The non-plain configuration with the highest mean shifted AUC (ties: smaller drop, then lower
+    site predictability)."""
     candidates = [p for p in summary if p != "plain"] or list(summary)
-    return max(candidates, key=lambda p: (summary[p]["auc_shifted"]["mean"], -summary[p]["drop"]["mean"]))
+    return max(
+        candidates,
+        key=lambda p: (
+            summary[p]["auc_shifted"]["mean"],
+            -summary[p]["drop"]["mean"],
+            -summary[p]["site_predictability"]["mean"],
+        ),
+    )
 
 
 def markdown_table(summary: dict[str, dict[str, dict[str, float]]], n_sites: int) -> str:

@@ -110,8 +110,11 @@ class LossConfig:
 # Named configurations: the plain head, the per-site standardisation baseline, each robustness term
 # alone, "robust" (augmentation CE + contrastive + conditional adversary), "robust-align" (the same plus
 # representation alignment) and "robust-moment" (robust-align plus site-moment matching), which measured
-# best on the shortcut benchmark (BENCHMARKS.md) and is the default. "paired-scan" and "robust-paired"
-# need training patients scanned on two or more scanners (the same patient id at several sites).
+# best on the shortcut benchmark (BENCHMARKS.md) and is the default. "robust-site" keeps only the terms
+# that read the site column (contrastive, adversary, site-moment): the view-free configuration for
+# harmonised tiles (stain/harmonise.py), which have no scanner-swapped views. "paired-scan" and
+# "robust-paired" need training patients scanned on two or more scanners (the same patient id at
+# several sites).
 LOSS_PRESETS: dict[str, LossConfig] = {
     "plain": LossConfig(),
     "site-norm": LossConfig(site_standardise=True),
@@ -123,6 +126,7 @@ LOSS_PRESETS: dict[str, LossConfig] = {
     "robust": LossConfig(view_ce=1.0, contrastive=1.0, adversarial=1.0),
     "robust-align": LossConfig(view_ce=1.0, contrastive=1.0, adversarial=1.0, view_align=1.0),
     "site-moment": LossConfig(site_moment=30.0),
+    "robust-site": LossConfig(contrastive=1.0, adversarial=1.0, site_moment=30.0),
     "robust-moment": LossConfig(
         view_ce=1.0, contrastive=1.0, adversarial=1.0, view_align=1.0, site_moment=30.0
     ),
@@ -132,20 +136,24 @@ LOSS_PRESETS: dict[str, LossConfig] = {
     ),
 }
 DEFAULT_PRESET = "robust-moment"
+HARMONISED_PRESET = "robust-site"  # "auto" when the tiles are harmonised (no views to learn from)
 AUTO_PRESET = "auto"  # robust-paired when labelled training patients were re-scanned, else DEFAULT_PRESET
 
 
-def resolve_preset(name: str, paired_rows: list[CohortRow]) -> str:
+def resolve_preset(name: str, paired_rows: list[CohortRow], harmonised: bool = False) -> str:
     """The preset ``name`` stands for: "auto" picks robust-paired when some *training* patient among
     ``paired_rows`` (the train and reference splits) was scanned at two or more sites (best on the
     labelled re-scan benchmarks) and the default otherwise. Re-scans in the unlabelled reference split
     alone do not switch it: there robust-paired helped on average but one training in five collapsed
-    with a larger reference set (BENCHMARKS.md, reference K = 4), so it stays the user's choice."""
+    with a larger reference set (BENCHMARKS.md, reference K = 4), so it stays the user's choice. With
+    ``harmonised`` tiles "auto" is :data:`HARMONISED_PRESET` (no view terms)."""
     if name != AUTO_PRESET:
         if name not in LOSS_PRESETS:
             choices = ", ".join([AUTO_PRESET, *LOSS_PRESETS])
             raise TrainingError(f"unknown loss configuration {name!r}; choose from {choices}")
         return name
+    if harmonised:  # harmonised tiles have no scanner-swapped views (BENCHMARKS.md, harmonised)
+        return HARMONISED_PRESET
     labelled = [row for row in paired_rows if row.split != REFERENCE]
     return "robust-paired" if rescanned_patients(labelled) else DEFAULT_PRESET
 
@@ -177,6 +185,7 @@ class FeatureSource:
     embed_dim: int
     encoder_weights_id: str = ""
     tiling: dict[str, Any] = field(default_factory=dict)
+    harmonise: dict[str, Any] = field(default_factory=dict)  # Harmonisation.to_dict(); empty: none
 
 
 @dataclass(frozen=True)
@@ -570,6 +579,7 @@ class Trainer:
             label_names=self.label_names,
             encoder_weights_id=self.source.encoder_weights_id,
             tiling=dict(self.source.tiling),
+            harmonise=dict(self.source.harmonise),
             losses={**asdict(self.config.losses), "sites": self.site_names},
             metrics=metrics,
             training={k: v for k, v in asdict(self.config).items() if k != "losses"},

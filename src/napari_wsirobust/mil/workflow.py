@@ -16,6 +16,7 @@ import numpy as np
 
 from ..features.cohort import ExtractConfig, _encoder, extract_cohort, slide_features
 from ..stain import ScannerAugmentation
+from ..stain.harmonise import HarmonisationError, reference_for_slides
 from .annotations import SlideAnnotations
 from .data import (
     NO_RESCANS,
@@ -32,7 +33,15 @@ from .data import (
 )
 from .metrics import auc_ovr, balanced_accuracy
 from .predict import BagPrediction, TrainedHead
-from .train import EpochReport, FeatureSource, LossConfig, TrainConfig, Trainer, TrainResult
+from .train import (
+    EpochReport,
+    FeatureSource,
+    LossConfig,
+    TrainConfig,
+    Trainer,
+    TrainingError,
+    TrainResult,
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,11 @@ class Stage:
 def feature_source(extract: ExtractConfig) -> FeatureSource:
     encoder = _encoder(extract.encoder, extract.weights, extract.allow_hub, extract.device)
     return FeatureSource(
-        encoder.info.name, encoder.info.embed_dim, encoder.info.weights_id, asdict(extract.tiling)
+        encoder.info.name,
+        encoder.info.embed_dim,
+        encoder.info.weights_id,
+        asdict(extract.tiling),
+        extract.harmonise.to_dict() if extract.harmonise is not None else {},
     )
 
 
@@ -58,10 +71,14 @@ def train_cohort(
     config: TrainConfig | None = None,
     n_views: int = 1,
     workers: int = 2,
+    harmonise_to: str | None = None,
 ) -> Generator[Stage | EpochReport, None, TrainResult]:
     """Embed the cohort (cached; scanner-swapped views of train/val slides when the losses need
-    them), train, and save the best head to ``model_dir`` whenever it improves."""
-    run = yield from train_table(read_cohort_table(cohort_csv), model_dir, extract, config, n_views, workers)
+    them, harmonised tiles with ``harmonise_to``), train, and save the best head to ``model_dir``
+    whenever it improves."""
+    run = yield from train_table(
+        read_cohort_table(cohort_csv), model_dir, extract, config, n_views, workers, harmonise_to=harmonise_to
+    )
     assert run.result is not None
     return run.result
 
@@ -85,6 +102,22 @@ def check_losses_fit_cohort(losses: LossConfig, paired_rows: list[CohortRow]) ->
         raise CohortError(NO_RESCANS)
 
 
+def check_harmonisation(losses: LossConfig, harmonise_to: str | None, train_sites: Sequence[str]) -> None:
+    """Refuse, before anything is embedded, harmonising to a site the training slides do not have, or
+    with losses that need scanner-swapped views (none are made of harmonised tiles)."""
+    if harmonise_to is not None and harmonise_to != "auto" and harmonise_to not in train_sites:
+        raise HarmonisationError(
+            f"no site {harmonise_to!r} among the training slides to harmonise to "
+            f"(sites: {', '.join(train_sites)}); use auto or one of them"
+        )
+    if losses.needs_views:
+        raise TrainingError(
+            f"the loss configuration ({losses.describe()}) needs scanner-swapped views, which are not "
+            "made for harmonised slides; choose one without consistency, view_ce or view_align (e.g. "
+            "robust-site) or train without harmonisation"
+        )
+
+
 def train_table(
     table: CohortTable,
     model_dir: str | os.PathLike[str],
@@ -95,9 +128,13 @@ def train_table(
     annotations: Mapping[str, SlideAnnotations] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     other_splits: bool = False,
+    harmonise_to: str | None = None,
 ) -> Generator[Stage | EpochReport, None, TrainingRun]:
     """Train on a validated cohort table; slides with ``annotations`` (by path) get labelled tiles.
     ``other_splits``: also embed the slides of the other splits (e.g. test) for evaluation.
+    ``harmonise_to``: re-render every slide's tiles into a reference profile before embedding - "auto"
+    (the least sharp training site, :func:`~napari_wsirobust.stain.harmonise.choose_reference`) or a
+    site name; the reference is saved with the head and applied again at prediction.
 
     ``should_stop`` is polled between slides and epochs: training then ends early and the run keeps
     the best head so far (already saved to ``model_dir``)."""
@@ -107,8 +144,18 @@ def train_table(
     if not train_rows or not val_rows:
         raise CohortError("need slides in both the 'train' and the 'val' split")
     check_losses_fit_cohort(config.losses, table.split(TRAIN, REFERENCE))
+    if harmonise_to is not None or extract.harmonise is not None:
+        check_harmonisation(config.losses, harmonise_to, sorted({r.site for r in train_rows}))
+        config = replace(config, validate_on_views=False)
+    if harmonise_to is not None:
+        by_site: dict[str, list[str]] = {}
+        for row in train_rows:
+            by_site.setdefault(row.site, []).append(row.path)
+        yield Stage(f"estimating the colour profiles of {len(by_site)} training site(s)", 0, len(by_site))
+        extract = replace(extract, harmonise=reference_for_slides(by_site, harmonise_to))
+        yield Stage(f"harmonising every slide to site {extract.harmonise.site}'s profile", 1, 1)
     views = tuple(ScannerAugmentation(seed=0, view=v) for v in range(n_views))
-    if config.losses.needs_views or config.validate_on_views:
+    if extract.harmonise is None and (config.losses.needs_views or config.validate_on_views):
         extract = replace(extract, views=views)
     reference_rows = table.split(REFERENCE) if config.losses.paired_scan > 0 else []  # else not needed
     others = [r for r in table.rows if r.split not in (TRAIN, VAL, REFERENCE)] if other_splits else []
@@ -195,12 +242,13 @@ def metrics_table(head: TrainedHead, bags: Mapping[str, list[Bag]]) -> list[Metr
 
 
 def extract_config_for(head: TrainedHead, cache_dir: str | None, device: str = "auto") -> ExtractConfig:
-    """The feature extraction a head expects (its encoder and tiling)."""
+    """The feature extraction a head expects (its encoder, tiling and harmonisation)."""
     return ExtractConfig(
         cache_dir=cache_dir or str(_default_cache()),
         encoder=head.config.encoder_name,
         tiling=head.tiling_config(),
         device=device,
+        harmonise=head.harmonisation(),
     )
 
 

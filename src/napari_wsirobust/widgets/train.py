@@ -36,8 +36,25 @@ from ..mil.checkpoint import save_checkpoint
 from ..mil.cohort_rows import TABLE_COLUMNS, record_for_slide, records_from_table, records_to_rows
 from ..mil.data import REFERENCE, TRAIN, CohortError, build_cohort_table, read_cohort_table, write_cohort_csv
 from ..mil.predict import TrainedHead
-from ..mil.train import AUTO_PRESET, DEFAULT_PRESET, LOSS_PRESETS, EpochReport, TrainConfig, resolve_preset
-from ..mil.workflow import MetricRow, Stage, TrainingRun, check_losses_fit_cohort, metrics_table, train_table
+from ..mil.train import (
+    AUTO_PRESET,
+    DEFAULT_PRESET,
+    LOSS_PRESETS,
+    EpochReport,
+    TrainConfig,
+    TrainingError,
+    resolve_preset,
+)
+from ..mil.workflow import (
+    MetricRow,
+    Stage,
+    TrainingRun,
+    check_harmonisation,
+    check_losses_fit_cohort,
+    metrics_table,
+    train_table,
+)
+from ..stain.harmonise import HarmonisationError
 from .dock_lifetime import call_when_undocked
 from .gl_guard import guard_gl_program_deletion
 from .layer_geometry import annotations_from_layer
@@ -92,8 +109,14 @@ class TrainWidget(Container):
         self._use_ann = PushButton(text="Label slide from annotations")
         self._loss = ComboBox(label="Loss", choices=[AUTO_PRESET, *LOSS_PRESETS], value=AUTO_PRESET)
         self._loss.tooltip = (
-            "auto: robust-paired when some labelled training patient was scanned at two sites, "
-            f"else {DEFAULT_PRESET}"
+            "auto: robust-site when harmonising colours, else robust-paired when some labelled training "
+            f"patient was scanned at two sites, else {DEFAULT_PRESET}"
+        )
+        self._harmonise = LineEdit(label="Harmonise colours to", value="auto")
+        self._harmonise.tooltip = (
+            "auto (the least sharp training site), a site of the table, or none: every slide's tiles are "
+            "re-rendered into that site's colour profile before embedding, here and whenever the model "
+            "is used (best on the shortcut benchmark: BENCHMARKS.md, harmonised tiles)"
         )
         self._encoder = ComboBox(label="Encoder", choices=list_encoders(), value=ExtractConfig.encoder)
         self._device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
@@ -118,7 +141,8 @@ class TrainWidget(Container):
                 self._table, self._add_open, self._remove, self._csv_in, self._load_csv, self._csv_out,
                 self._save_csv, self._ann_layer, self._ann_slide, self._value_labels, self._classes,
                 self._reference,
-                self._use_ann, self._loss, self._encoder, self._device, self._epochs, self._patience,
+                self._use_ann, self._loss, self._harmonise, self._encoder, self._device, self._epochs,
+                self._patience,
                 self._model_dir,
                 self._train, self._cancel, self._progress, self._status, self._plot_box, self._metrics,
                 self._save_to, self._save, self._load_from, self._load,
@@ -260,17 +284,23 @@ class TrainWidget(Container):
         )
         epochs, patience = int(self._epochs.value), int(self._patience.value)
         paired_rows = table.split(TRAIN, REFERENCE)  # where paired-scan consistency finds re-scans
-        preset = resolve_preset(self._loss.value, paired_rows)
-        try:
-            check_losses_fit_cohort(LOSS_PRESETS[preset], paired_rows)  # before the worker starts
-        except CohortError as exc:
+        harmonise_to = str(self._harmonise.value).strip() or "none"
+        harmonise_to = None if harmonise_to.lower() == "none" else harmonise_to
+        preset = resolve_preset(self._loss.value, paired_rows, harmonised=harmonise_to is not None)
+        try:  # before the worker starts
+            check_losses_fit_cohort(LOSS_PRESETS[preset], paired_rows)
+            if harmonise_to is not None:
+                sites = sorted({r.site for r in table.split(TRAIN)})
+                check_harmonisation(LOSS_PRESETS[preset], harmonise_to, sites)
+        except (CohortError, TrainingError, HarmonisationError) as exc:
             show_error(str(exc))
+            self._status.value = f"Not started: {exc}"
             return None
         config = TrainConfig(epochs=epochs, patience=patience, losses=LOSS_PRESETS[preset])
         self._stop = threading.Event()
         job = train_table(
             table, model_dir, extract, config, workers=0, annotations=annotations,
-            should_stop=self._stop.is_set, other_splits=True,
+            should_stop=self._stop.is_set, other_splits=True, harmonise_to=harmonise_to,
         )  # fmt: skip
 
         def work() -> Any:
