@@ -134,13 +134,13 @@ def session(mode: str) -> dict:
     from napari_wsirobust.analysis import jobs
     from napari_wsirobust.demo import _silence_pyqt5_toast, wait_for
     from napari_wsirobust.io import open_slide
-    from napari_wsirobust.widgets import analyse
+    from napari_wsirobust.widgets import result_layers
     from napari_wsirobust.widgets.analyse import AnalyseWidget, camera_of
 
     if mode == "gui-priority":
         jobs.lower_thread_priority = lambda increment=10: False  # type: ignore[assignment]
     if mode == "one-turn":
-        analyse.update_steps = _in_one_turn(analyse.update_steps)  # type: ignore[assignment]
+        result_layers.update_steps = _in_one_turn(result_layers.update_steps)  # type: ignore[assignment]
     _silence_pyqt5_toast()
     slide_path = ensure_slide()
     viewer = napari.Viewer(show=True)
