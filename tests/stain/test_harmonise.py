@@ -48,6 +48,10 @@ def test_reference_is_the_softest_site_with_the_lowest_jpeg_quality(profiles) ->
 def test_reference_for_slides_profiles_each_site(same_tissue: dict[str, Path]) -> None:
     chosen = reference_for_slides({s: [str(p)] for s, p in same_tissue.items()}, "auto")
     assert chosen.site == "C"
+    with pytest.raises(HarmonisationError, match=r"missing.tiff \(site B\)"):
+        reference_for_slides(
+            {"A": [str(same_tissue["A"])], "B": [str(same_tissue["B"].with_name("missing.tiff"))]}
+        )
 
 
 def test_saved_form_round_trips_and_bad_entries_are_refused(profiles) -> None:  # type: ignore[no-untyped-def]

@@ -27,6 +27,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -185,7 +186,19 @@ def reference_for_slides(
 ) -> Harmonisation:
     """Profile up to ``per_site`` slides of each site (in the order given) and choose the reference
     (:func:`choose_reference`; ``site`` "auto" or None: the least sharp site)."""
-    from ..diagnostics.stain import estimate_site_profiles
+    from ..diagnostics.stain import combine_profiles, estimate_slide_profile
 
-    chosen = {s: list(paths)[:per_site] for s, paths in slides_by_site.items() if paths}
-    return choose_reference(estimate_site_profiles(chosen), None if site in (None, "auto") else site)
+    profiles: dict[str, StainProfile] = {}
+    for name, paths in sorted(slides_by_site.items()):
+        per_slide = []
+        for i, path in enumerate(list(paths)[:per_site]):
+            try:
+                per_slide.append(estimate_slide_profile(str(path), PROFILE_TILES, seed=i))
+            except (OSError, ValueError) as exc:  # unreadable, no tissue, too few stained pixels
+                raise HarmonisationError(
+                    f"cannot estimate the colour profile of {Path(str(path)).name} (site {name}) to choose "
+                    f"the harmonisation reference: {exc}"
+                ) from exc
+        if per_slide:
+            profiles[name] = combine_profiles(per_slide)
+    return choose_reference(profiles, None if site in (None, "auto") else site)
