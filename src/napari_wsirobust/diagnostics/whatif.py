@@ -36,11 +36,10 @@ from ..analysis.region import (
 from ..features.pipeline import embed_tiles
 from ..io import open_slide
 from ..mil.predict import BagPrediction
+from ..stain.harmonise import BLUR_SAMPLE_TILES  # the same blur calibration sample as harmonisation
 from ..tiling import read_tile
 from .stain import StainProfile, estimate_slide_profile
 from .swap import matching_blur_sigma, transfer_tile
-
-BLUR_SAMPLE_TILES = 16
 
 
 @dataclass(frozen=True)
