@@ -4,9 +4,11 @@ A QTimer ticks every 10 ms and pans the camera by a few µm each tick (a user dr
 the gaps between ticks measure how long the event loop was blocked. Measured side by side in one
 process: (a) panning with no analysis, (b) panning during three whole-slide analyses (each with a
 fresh feature cache, so every tile is embedded; the first also loads the model and the encoder).
-Processes alternate between three conditions: the defaults (worker at lowered CPU priority, a re-run's
-layers updated one property per event-loop turn), the worker at the GUI thread's priority, and the
-in-place update done in one turn; each is the behaviour before one change, patched back in here.
+Processes alternate between four conditions: the defaults (worker at lowered CPU priority, a re-run's
+layers updated one property per event-loop turn, shader variables parsed in linear time), the worker at
+the GUI thread's priority, the in-place update done in one turn, and vispy's own shader parse; each is
+the behaviour before one change, patched back in here. Full collections of Python's cyclic garbage
+collector are recorded too (they hold the interpreter, GUI thread included).
 Target: maximum gap <= 100 ms during the run.
 
 Run under a display or Xvfb: ``xvfb-run -a .venv/bin/python benchmarks/bench_responsiveness.py``.
@@ -14,6 +16,7 @@ Run under a display or Xvfb: ``xvfb-run -a .venv/bin/python benchmarks/bench_res
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -35,6 +38,7 @@ MODES = {
     "default": "defaults (worker lowered, stepped updates)",
     "gui-priority": "worker at GUI priority",
     "one-turn": "in-place update in one turn",
+    "vispy-parse": "vispy's own shader parse",
 }
 TAIL_S = 1.5  # keep panning after the worker finished: the new layers' first paints count
 
@@ -48,9 +52,40 @@ def ensure_slide() -> Path:
     return SLIDE
 
 
+class FullCollections:
+    """Records when Python's cyclic garbage collector ran a full (generation 2) collection: it holds
+    the interpreter for as long as it scans every tracked object, the GUI thread included."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[float, float]] = []
+        self._start = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.spans.append((self._start, time.perf_counter()))
+
+    def within(self, start: float, end: float) -> list[tuple[float, float]]:
+        return [(a, b) for a, b in self.spans if a >= start and b <= end]
+
+
+def gc_summary(stamps: np.ndarray, spans: list[tuple[float, float]]) -> dict:
+    """How many full collections ran between the first and last tick, the longest (ms), and how many
+    gaps over 100 ms contain one."""
+    gaps = np.diff(stamps) * 1000.0
+    long = np.flatnonzero(gaps > 100)
+    hit = sum(any(stamps[i] <= a and b <= stamps[i + 1] for a, b in spans) for i in long)
+    longest = max((1000.0 * (b - a) for a, b in spans), default=0.0)
+    return {"collections": len(spans), "longest_ms": longest, "long_gaps_with_gc": int(hit)}
+
+
 def measure(viewer, duration_s: float | None, until=None, tail_s: float = 0.0) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """Tick gaps (ms) while panning, for ``duration_s`` or until ``until()`` is true, then ``tail_s``
-    more seconds (so the first paints of new layers are counted)."""
+    """Tick times (s, perf_counter) while panning, for ``duration_s`` or until ``until()`` is true, then
+    ``tail_s`` more seconds (so the first paints of new layers are counted)."""
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
@@ -80,7 +115,7 @@ def measure(viewer, duration_s: float | None, until=None, tail_s: float = 0.0) -
             until, duration_s, start = None, tail_s, time.perf_counter()
         time.sleep(0.001)
     timer.stop()
-    return np.diff(np.array(stamps)) * 1000.0
+    return np.array(stamps)
 
 
 def first_text_paint_ms(warm: bool) -> float:
@@ -128,19 +163,22 @@ def session(mode: str) -> dict:
     """One viewer process: panning alone, then panning during ``RUNS`` whole-slide analyses. Mode
     "gui-priority" keeps the worker at the GUI thread's CPU priority (before
     ``analysis.jobs.lower_thread_priority``); "one-turn" updates each result layer in one event-loop
-    turn (before ``update_steps`` spread it); both patched here for the comparison only."""
+    turn (before ``update_steps`` spread it); "vispy-parse" leaves vispy's shader parse in place (before
+    ``widgets.shader_parse``); all patched here for the comparison only."""
     os.environ["WSIROBUST_CACHE_DIR"] = tempfile.mkdtemp(prefix="wsirobust-bench-cache-")
     import napari
     from napari_wsirobust.analysis import jobs
     from napari_wsirobust.demo import _silence_pyqt5_toast, wait_for
     from napari_wsirobust.io import open_slide
-    from napari_wsirobust.widgets import result_layers
+    from napari_wsirobust.widgets import analyse, result_layers
     from napari_wsirobust.widgets.analyse import AnalyseWidget, camera_of
 
     if mode == "gui-priority":
         jobs.lower_thread_priority = lambda increment=10: False  # type: ignore[assignment]
     if mode == "one-turn":
         result_layers.update_steps = _in_one_turn(result_layers.update_steps)  # type: ignore[assignment]
+    if mode == "vispy-parse":
+        analyse.install_fast_shader_parse = lambda: False  # type: ignore[assignment]
     _silence_pyqt5_toast()
     slide_path = ensure_slide()
     viewer = napari.Viewer(show=True)
@@ -152,15 +190,25 @@ def session(mode: str) -> dict:
     viewer.reset_view()
     camera_of(viewer).zoom *= 2
     wait_for(lambda: False, 2.0)
-    idle = measure(viewer, duration_s=10.0)
+    collections = FullCollections()
+    idle_stamps = measure(viewer, duration_s=10.0)
+    idle = np.diff(idle_stamps) * 1000.0
+    idle_gc = gc_summary(idle_stamps, collections.within(idle_stamps[0], idle_stamps[-1]))
     widget._scope.value = "whole slide"
     runs = []
     for _ in range(RUNS):
         os.environ["WSIROBUST_CACHE_DIR"] = tempfile.mkdtemp(prefix="wsirobust-bench-cache-")
         start = time.perf_counter()
         assert widget.run() is not None
-        busy = measure(viewer, duration_s=None, until=lambda: not widget.running, tail_s=TAIL_S)
-        runs.append({"gaps": busy.tolist(), "seconds": time.perf_counter() - start})
+        stamps = measure(viewer, duration_s=None, until=lambda: not widget.running, tail_s=TAIL_S)
+        spans = collections.within(stamps[0], stamps[-1])
+        runs.append(
+            {
+                "gaps": (np.diff(stamps) * 1000.0).tolist(),
+                "seconds": time.perf_counter() - start,
+                "gc": gc_summary(stamps, spans),
+            }
+        )
     os.environ["WSIROBUST_CACHE_DIR"] = tempfile.mkdtemp(prefix="wsirobust-bench-cache-")
     start = time.perf_counter()
     assert widget.run() is not None
@@ -173,6 +221,7 @@ def session(mode: str) -> dict:
     return {
         "mode": mode,
         "idle": idle.tolist(),
+        "idle_gc": idle_gc,
         "runs": runs,
         "quiet_seconds": quiet_seconds,
         "tiles": len(result.grid),
@@ -186,11 +235,15 @@ def run_session(mode: str) -> dict:
     return json.loads(out.read_text())
 
 
-def _row(name: str, gaps: np.ndarray) -> str:
-    return (
+def _row(name: str, gaps: np.ndarray, collections: dict | None = None) -> str:
+    row = (
         f"| {name} | {len(gaps)} | {np.median(gaps):.1f} | {np.percentile(gaps, 99):.1f} | "
         f"{gaps.max():.1f} | {(gaps > 100).sum()} |"
     )
+    if collections is not None:
+        longest = f" (longest {collections['longest_ms']:.0f} ms)" if collections["collections"] else ""
+        row += f" {collections['collections']}{longest} | {collections['long_gaps_with_gc']} |"
+    return row
 
 
 def _long(gaps: np.ndarray) -> str:
@@ -211,10 +264,12 @@ def main() -> int:
     rows, long_gaps = [], []
     for i, sess in enumerate(sessions, 1):
         mode = MODES[sess["mode"]]
-        rows.append(_row(f"session {i} ({mode}): panning, no analysis (10 s)", np.array(sess["idle"])))
+        idle = np.array(sess["idle"])
+        rows.append(_row(f"session {i} ({mode}): panning, no analysis (10 s)", idle, sess["idle_gc"]))
         for j, run in enumerate(sess["runs"], 1):
             gaps = np.array(run["gaps"])
-            rows.append(_row(f"session {i} ({mode}): during analysis {j} ({run['seconds']:.1f} s)", gaps))
+            name = f"session {i} ({mode}): during analysis {j} ({run['seconds']:.1f} s)"
+            rows.append(_row(name, gaps, run["gc"]))
             long_gaps.append(f"session {i} run {j}: {_long(gaps)}")
     quiet = {m: [x["quiet_seconds"] for x in sessions if x["mode"] == m] for m in MODES}
     panned = {m: [run["seconds"] for x in sessions if x["mode"] == m for run in x["runs"][1:]] for m in MODES}
@@ -238,25 +293,27 @@ def main() -> int:
         f"{MODES[m]} {np.median(panned[m]):.1f} s while panning, {np.median(quiet[m]):.1f} s without"
         for m in MODES
     )
-    table_head = (
-        "| condition | ticks | median gap | p99 gap | max gap | gaps > 100 ms |\n|---|---|---|---|---|---|\n"
-    )
+    columns = "| condition | ticks | median gap | p99 gap | max gap | gaps > 100 ms |"
+    table_head = columns + "\n" + "|---" * 6 + "|\n"
+    run_head = columns + " full GCs | long gaps with a full GC |\n" + "|---" * 8 + "|\n"
     body = (
         "## Responsiveness while analysing (issue 5)\n\n"
         f"`xvfb-run -a .venv/bin/python benchmarks/bench_responsiveness.py` on {machine_line()}, Xvfb + Mesa "
         f"llvmpipe. Synthetic 4096x3072 slide (0.5 µm/px), whole-slide analysis with the bundled model: "
         f"{sessions[0]['tiles']} tiles, all embedded (a fresh cache for each run). {len(sessions)} viewer "
-        f"processes, {ROUNDS} per condition, alternated: {', '.join(MODES.values())} (each of the last two "
-        "is the behaviour before one change: the worker's CPU priority lowered to nice +10, and a re-run's "
-        f"layers updated one property per event-loop turn); in each, 10 s of panning alone, then {RUNS} "
+        f"processes, {ROUNDS} per condition, alternated: {', '.join(MODES.values())} (each of the last three "
+        "is the behaviour before one change: the worker's CPU priority lowered to nice +10, a re-run's "
+        "layers updated one property per event-loop turn, and vispy's shader-variable parse replaced by a "
+        f"linear-time one, `widgets/shader_parse.py`); in each, 10 s of panning alone, then {RUNS} "
         "analyses. A 10 ms QTimer pans the camera every tick; gaps between ticks in ms (target: max "
         "<= 100 ms during the run). The first run of a process also loads the model and creates the "
         "overlay layers; later runs update them in place.\n\n"
         + table_head
         + "\n".join(summary)
         + f"\n\nMedian analysis time (later runs, fresh cache; without: one more run per process, no "
-        f"panning): {times}.\n\nEvery run:\n\n"
-        + table_head
+        f"panning): {times}.\n\nEvery run (full GCs: full collections of Python's cyclic garbage collector "
+        "while ticks were measured; the last column counts the gaps over 100 ms that contain one):\n\n"
+        + run_head
         + "\n".join(rows)
         + "\n\nGaps over 100 ms (gap number / gaps in the run): "
         + "; ".join(long_gaps)

@@ -52,6 +52,7 @@ from .result_layers import (
     warm_up_glyphs,
     warm_up_layers,
 )
+from .shader_parse import install_fast_shader_parse
 
 if TYPE_CHECKING:
     import napari
@@ -69,6 +70,7 @@ class AnalyseWidget(Container):
         warm_up_layers()
         warm_up_glyphs(viewer)
         guard_gl_program_deletion()  # removing layers must not crash napari on Mesa (see gl_guard)
+        install_fast_shader_parse()  # new overlays' first paints: see shader_parse
         self._viewer = viewer
         self._resources = Resources()
         self._results: dict[str, RegionAnalysis] = {}  # slide path -> latest analysis

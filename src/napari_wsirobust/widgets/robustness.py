@@ -50,6 +50,7 @@ from .result_layers import (
     slide_choices,
     slide_layer_for,
 )
+from .shader_parse import install_fast_shader_parse
 from .tables import fit_columns
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class RobustnessWidget(Container):
 
         import_backends()  # timm imported on the main thread, safely (see import_backends)
         guard_gl_program_deletion()  # removing layers must not crash napari on Mesa (see gl_guard)
+        install_fast_shader_parse()  # new overlays' first paints: see shader_parse
         self._viewer = viewer
         self._resources = Resources()
         self._worker: Any = None
