@@ -39,8 +39,10 @@ MODES = {
     "gui-priority": "worker at GUI priority",
     "one-turn": "in-place update in one turn",
     "vispy-parse": "vispy's own shader parse",
+    "no-hold": "layers go in while panning",
 }
-TAIL_S = 1.5  # keep panning after the worker finished: the new layers' first paints count
+TAIL_S = 1.5  # keep panning after the worker finished (without the hold the layers go in meanwhile)
+STILL_TAIL_S = 1.0  # keep ticking after the overlays are in once the pan stopped: their first paints
 
 
 def ensure_slide() -> Path:
@@ -118,6 +120,59 @@ def measure(viewer, duration_s: float | None, until=None, tail_s: float = 0.0) -
     return np.array(stamps)
 
 
+def measure_run(viewer, widget) -> dict:  # type: ignore[no-untyped-def]
+    """Pan (one tick every 10 ms) from the start of a run until ``TAIL_S`` after its worker finished,
+    then stop panning and keep ticking until the overlays are in plus ``STILL_TAIL_S`` (their first
+    paints). Returns the tick times while panning and after, the time the worker finished, the pan
+    stopped and the overlays were in (all perf_counter seconds)."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    from napari_wsirobust.widgets.analyse import camera_of
+
+    camera = camera_of(viewer)
+    panned: list[float] = []
+    still: list[float] = []
+    direction = [1.0]
+    panning = [True]
+
+    def tick() -> None:
+        if not panning[0]:
+            still.append(time.perf_counter())
+            return
+        panned.append(time.perf_counter())
+        cy, cx = camera.center[-2:]
+        if len(panned) % 100 == 0:
+            direction[0] *= -1
+        camera.center = (cy, cx + 5.0 * direction[0])
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    timer.start()
+    worker_done = pan_stopped = overlays_in = end = None
+    while end is None or time.perf_counter() < end:
+        QApplication.processEvents()
+        now = time.perf_counter()
+        if worker_done is None and widget._worker is None:
+            worker_done = now
+        if overlays_in is None and not widget.running:
+            overlays_in = now
+        if pan_stopped is None and worker_done is not None and now - worker_done > TAIL_S:
+            panning[0], pan_stopped = False, now
+        if end is None and pan_stopped is not None and overlays_in is not None:
+            end = max(now, overlays_in) + STILL_TAIL_S
+        time.sleep(0.001)
+    timer.stop()
+    return {
+        "panned": panned,
+        "still": still,
+        "worker_done": worker_done,
+        "pan_stopped": pan_stopped,
+        "overlays_in": overlays_in,
+    }
+
+
 def first_text_paint_ms(warm: bool) -> float:
     """In a fresh viewer showing the slide: time of the first paint after inserting a top-tiles-like
     shapes layer (8 ranked rectangles with text), with or without the glyph warm-up the Analyse
@@ -179,6 +234,8 @@ def session(mode: str) -> dict:
         result_layers.update_steps = _in_one_turn(result_layers.update_steps)  # type: ignore[assignment]
     if mode == "vispy-parse":
         analyse.install_fast_shader_parse = lambda: False  # type: ignore[assignment]
+    if mode == "no-hold":
+        analyse.ViewMotion.wait_ms = lambda self: 0  # type: ignore[method-assign]
     _silence_pyqt5_toast()
     slide_path = ensure_slide()
     viewer = napari.Viewer(show=True)
@@ -200,13 +257,16 @@ def session(mode: str) -> dict:
         os.environ["WSIROBUST_CACHE_DIR"] = tempfile.mkdtemp(prefix="wsirobust-bench-cache-")
         start = time.perf_counter()
         assert widget.run() is not None
-        stamps = measure(viewer, duration_s=None, until=lambda: not widget.running, tail_s=TAIL_S)
-        spans = collections.within(stamps[0], stamps[-1])
+        run = measure_run(viewer, widget)
+        stamps = np.array(run["panned"])
+        after = np.array([stamps[-1], *run["still"]])
         runs.append(
             {
                 "gaps": (np.diff(stamps) * 1000.0).tolist(),
-                "seconds": time.perf_counter() - start,
-                "gc": gc_summary(stamps, spans),
+                "still_gaps": (np.diff(after) * 1000.0).tolist(),
+                "seconds": run["worker_done"] - start,
+                "overlays_after_stop_ms": 1000.0 * (run["overlays_in"] - run["pan_stopped"]),
+                "gc": gc_summary(stamps, collections.within(stamps[0], stamps[-1])),
             }
         )
     os.environ["WSIROBUST_CACHE_DIR"] = tempfile.mkdtemp(prefix="wsirobust-bench-cache-")
@@ -235,7 +295,7 @@ def run_session(mode: str) -> dict:
     return json.loads(out.read_text())
 
 
-def _row(name: str, gaps: np.ndarray, collections: dict | None = None) -> str:
+def _row(name: str, gaps: np.ndarray, collections: dict | None = None, run: dict | None = None) -> str:
     row = (
         f"| {name} | {len(gaps)} | {np.median(gaps):.1f} | {np.percentile(gaps, 99):.1f} | "
         f"{gaps.max():.1f} | {(gaps > 100).sum()} |"
@@ -243,6 +303,15 @@ def _row(name: str, gaps: np.ndarray, collections: dict | None = None) -> str:
     if collections is not None:
         longest = f" (longest {collections['longest_ms']:.0f} ms)" if collections["collections"] else ""
         row += f" {collections['collections']}{longest} | {collections['long_gaps_with_gc']} |"
+        if run is None:
+            row += " - | - |"
+        else:
+            latency = run["overlays_after_stop_ms"]
+            row += (
+                f" {latency:.0f} | {max(run['still_gaps']):.1f} |"
+                if latency > 0
+                else " in while panning | - |"
+            )
     return row
 
 
@@ -269,7 +338,7 @@ def main() -> int:
         for j, run in enumerate(sess["runs"], 1):
             gaps = np.array(run["gaps"])
             name = f"session {i} ({mode}): during analysis {j} ({run['seconds']:.1f} s)"
-            rows.append(_row(name, gaps, run["gc"]))
+            rows.append(_row(name, gaps, run["gc"], run))
             long_gaps.append(f"session {i} run {j}: {_long(gaps)}")
     quiet = {m: [x["quiet_seconds"] for x in sessions if x["mode"] == m] for m in MODES}
     panned = {m: [run["seconds"] for x in sessions if x["mode"] == m for run in x["runs"][1:]] for m in MODES}
@@ -289,38 +358,63 @@ def main() -> int:
         return f"{MODES[mode]}, {'first runs' if first else 'later runs'} (pooled)"
 
     summary = [_row(label(m, first), pooled(m, first)) for first in (True, False) for m in MODES]
+
+    def after_stop(mode: str, first: bool) -> str:
+        runs = [
+            r for x in sessions if x["mode"] == mode for j, r in enumerate(x["runs"]) if (j == 0) == first
+        ]
+        held = [r for r in runs if r["overlays_after_stop_ms"] > 0]
+        if not held:
+            return f"{MODES[mode]}, {'first' if first else 'later'} runs: all {len(runs)} in while panning"
+        latency = np.median([r["overlays_after_stop_ms"] for r in held])
+        worst = max(max(r["still_gaps"]) for r in held)
+        return (
+            f"{MODES[mode]}, {'first' if first else 'later'} runs: {len(held)} of {len(runs)} held, in "
+            f"{latency:.0f} ms (median) after the pan stopped, largest gap then {worst:.1f} ms"
+        )
+
+    still_lines = "; ".join(after_stop(m, first) for first in (True, False) for m in MODES)
     times = ", ".join(
         f"{MODES[m]} {np.median(panned[m]):.1f} s while panning, {np.median(quiet[m]):.1f} s without"
         for m in MODES
     )
     columns = "| condition | ticks | median gap | p99 gap | max gap | gaps > 100 ms |"
     table_head = columns + "\n" + "|---" * 6 + "|\n"
-    run_head = columns + " full GCs | long gaps with a full GC |\n" + "|---" * 8 + "|\n"
+    run_head = (
+        columns
+        + " full GCs | long gaps with a full GC | overlays in, ms after the pan stopped"
+        + " | largest gap then |\n"
+        + "|---" * 10
+        + "|\n"
+    )
     body = (
         "## Responsiveness while analysing (issue 5)\n\n"
         f"`xvfb-run -a .venv/bin/python benchmarks/bench_responsiveness.py` on {machine_line()}, Xvfb + Mesa "
         f"llvmpipe. Synthetic 4096x3072 slide (0.5 µm/px), whole-slide analysis with the bundled model: "
         f"{sessions[0]['tiles']} tiles, all embedded (a fresh cache for each run). {len(sessions)} viewer "
-        f"processes, {ROUNDS} per condition, alternated: {', '.join(MODES.values())} (each of the last three "
+        f"processes, {ROUNDS} per condition, alternated: {', '.join(MODES.values())} (each of the last four "
         "is the behaviour before one change: the worker's CPU priority lowered to nice +10, a re-run's "
-        "layers updated one property per event-loop turn, and vispy's shader-variable parse replaced by a "
-        f"linear-time one, `widgets/shader_parse.py`); in each, 10 s of panning alone, then {RUNS} "
-        "analyses. A 10 ms QTimer pans the camera every tick; gaps between ticks in ms (target: max "
-        "<= 100 ms during the run). The first run of a process also loads the model and creates the "
-        "overlay layers; later runs update them in place.\n\n"
+        "layers updated one property per event-loop turn, vispy's shader-variable parse replaced by a "
+        "linear-time one, `widgets/shader_parse.py`, and layer steps held while the view moves, "
+        f"`widgets/view_motion.py`); in each, 10 s of panning alone, then {RUNS} analyses. A 10 ms QTimer "
+        f"pans the camera every tick from the start of a run until {TAIL_S} s after its worker finished; "
+        "gaps between ticks in ms (target: max <= 100 ms while panning during the run). Then the panning "
+        f"stops and ticks go on until the overlays are in plus {STILL_TAIL_S} s. The first run of a "
+        "process also loads the model and creates the overlay layers; later runs update them in place."
+        "\n\n"
         + table_head
         + "\n".join(summary)
-        + f"\n\nMedian analysis time (later runs, fresh cache; without: one more run per process, no "
-        f"panning): {times}.\n\nEvery run (full GCs: full collections of Python's cyclic garbage collector "
-        "while ticks were measured; the last column counts the gaps over 100 ms that contain one):\n\n"
+        + f"\n\nAfter the pan stopped: {still_lines}.\n\nMedian analysis time (later runs, fresh cache; "
+        f"without: one more run per process, no panning): {times}.\n\nEvery run (full GCs: full "
+        "collections of Python's cyclic garbage collector while panning; long gaps with one: gaps over 100 "
+        "ms that contain one; the last two columns: after the pan stopped):\n\n"
         + run_head
         + "\n".join(rows)
         + "\n\nGaps over 100 ms (gap number / gaps in the run): "
         + "; ".join(long_gaps)
         + ". The run's layers are built in the worker and put into the viewer one step per event-loop turn "
-        f"(20 ms apart); ticks continue {TAIL_S} s after the worker ends so the new layers' first paints "
-        "count (napari layer + controls, then the first paint: shader compilation and glyph rendering in "
-        "Mesa's software OpenGL).\n\n"
+        "(20 ms apart; by default only once the view has been still for 250 ms): napari layer + controls, "
+        "then the first paint (shader programs built, glyphs rendered, Mesa's software OpenGL).\n\n"
         "First paint of a new top-tiles layer (8 ranked rectangles with text) in a fresh viewer, 3 "
         "alternated pairs: without the glyph warm-up the Analyse dock does when it opens: median "
         f"{np.median(paints[False]):.0f} ms ({', '.join(f'{v:.0f}' for v in paints[False])}); with it: "

@@ -130,6 +130,39 @@ def test_visible_region_then_moved_view_updates_layers_in_place(qtbot, setup) ->
     assert second.n_embedded <= len(second.grid) - len(overlap)  # tiles seen before come from the cache
 
 
+def test_layers_wait_while_the_user_pans_and_go_in_once_the_view_is_still(qtbot, setup) -> None:
+    from qtpy.QtCore import QTimer
+
+    from napari_wsirobust.widgets.gui_steps import HELD_MESSAGE
+
+    viewer, widget, _, errors = setup
+    camera = camera_of(viewer)
+    camera.center = (200.0, 250.0)
+    camera.zoom = min(viewer.canvas.size) / 400.0
+    widget._scope.value = "visible region"
+    step = [1.0]
+
+    def pan() -> None:  # a user dragging the view back and forth
+        step[0] = -step[0]
+        cy, cx = camera.center[-2:]
+        camera.center = (cy, cx + step[0])
+
+    timer = QTimer()
+    timer.timeout.connect(pan)
+    timer.start(20)
+    try:
+        assert widget.run() is not None
+        qtbot.waitUntil(lambda: widget._worker is None, timeout=TIMEOUT_MS)  # the result is ready
+        qtbot.wait(600)  # still panning: nothing may be inserted meanwhile
+        assert _analysis_layers(viewer) == {} and widget.running
+        assert widget._status.value == HELD_MESSAGE
+    finally:
+        timer.stop()
+    qtbot.waitUntil(lambda: not widget.running, timeout=10_000)
+    assert set(_analysis_layers(viewer)) == {"attention", "score", "top_tiles"} and not errors
+    assert widget._status.value.startswith("Done in")
+
+
 def test_selected_polygon_scope(qtbot, setup) -> None:
     viewer, widget, _, errors = setup
     polygon = np.array([[20.0, 20.0], [20.0, 600.0], [700.0, 300.0]])

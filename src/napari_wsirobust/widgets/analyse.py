@@ -33,7 +33,7 @@ from ..analysis.models import MODELS
 from ..io.slide import LAYER_METADATA_KEY
 from .dock_lifetime import call_when_undocked
 from .gl_guard import guard_gl_program_deletion
-from .gui_steps import StepQueue
+from .gui_steps import steps_held_while_moving
 from .layer_geometry import slide_origin_um
 from .result_layers import (
     SCOPES,
@@ -53,6 +53,7 @@ from .result_layers import (
     warm_up_layers,
 )
 from .shader_parse import install_fast_shader_parse
+from .view_motion import ViewMotion
 
 if TYPE_CHECKING:
     import napari
@@ -77,7 +78,9 @@ class AnalyseWidget(Container):
         self._worker: Any = None
         self._cancel = threading.Event()
         self._top_index = -1
-        self._steps = StepQueue(on_empty=self._finish_if_idle)  # layer changes, one per event-loop turn
+        self._motion = ViewMotion(camera_of(viewer))
+        # layer changes, one per event-loop turn, each held while the user pans or zooms
+        self._steps = steps_held_while_moving(self._motion, self._finish_if_idle, self._say)
 
         self._slide = ComboBox(label="Slide layer", choices=self._slide_choices)
         self._model = ComboBox(label="MIL model", choices=lambda _w=None: MODELS.names())
@@ -267,6 +270,9 @@ class AnalyseWidget(Container):
     def _on_finished(self) -> None:
         self._worker = None
         self._finish_if_idle()
+
+    def _say(self, message: str) -> None:
+        self._status.value = message
 
     def _finish_if_idle(self) -> None:
         if not self.running:

@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable
 
 from qtpy.QtCore import QTimer
 
+from .view_motion import ViewMotion
+
 STEP_DELAY_MS = 20  # between steps, so input and paint events run in between
 
 Step = Callable[[], None]
@@ -17,12 +19,20 @@ class StepQueue:
 
     A step may add more steps with :meth:`push_front` (they run next). ``on_empty`` is called when
     the last step has run. A step raising ``RuntimeError`` (its viewer or dock closed meanwhile) drops
-    the rest of the queue."""
+    the rest of the queue. ``hold``, when given, is asked before each step: a positive answer (ms)
+    puts the step off by that long and asks again (the widgets hold while the user moves the view,
+    see :mod:`.view_motion`)."""
 
-    def __init__(self, on_empty: Callable[[], None] | None = None, delay_ms: int = STEP_DELAY_MS) -> None:
+    def __init__(
+        self,
+        on_empty: Callable[[], None] | None = None,
+        delay_ms: int = STEP_DELAY_MS,
+        hold: Callable[[], int] | None = None,
+    ) -> None:
         self._steps: list[Step] = []
         self._on_empty = on_empty
         self._delay_ms = delay_ms
+        self._hold = hold
 
     @property
     def busy(self) -> bool:
@@ -46,6 +56,10 @@ class StepQueue:
     def _next(self) -> None:
         if not self._steps:
             return
+        wait = self._hold() if self._hold is not None else 0
+        if wait > 0:
+            QTimer.singleShot(max(wait, self._delay_ms), self._next)
+            return
         step = self._steps.pop(0)
         try:
             step()
@@ -55,3 +69,22 @@ class StepQueue:
             QTimer.singleShot(self._delay_ms, self._next)
         elif self._on_empty is not None:
             self._on_empty()
+
+
+HELD_MESSAGE = "Result ready: the overlays go in once the view is still."
+
+
+def steps_held_while_moving(
+    motion: ViewMotion, on_empty: Callable[[], None], say: Callable[[str], None]
+) -> StepQueue:
+    """A :class:`StepQueue` whose steps wait while ``motion`` says the user is panning or zooming
+    (inserting or changing a layer would stall the pan: see :mod:`.view_motion`); ``say`` gets
+    :data:`HELD_MESSAGE` for the widget's status while they wait."""
+
+    def hold() -> int:
+        wait = motion.wait_ms()
+        if wait:
+            say(HELD_MESSAGE)
+        return wait
+
+    return StepQueue(on_empty=on_empty, hold=hold)

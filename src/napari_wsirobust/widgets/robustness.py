@@ -37,10 +37,11 @@ from ..diagnostics.whatif import WhatIfResult, estimate_cohort_profiles, load_pr
 from ..io.slide import LAYER_METADATA_KEY
 from .dock_lifetime import call_when_undocked
 from .gl_guard import guard_gl_program_deletion
-from .gui_steps import StepQueue
+from .gui_steps import steps_held_while_moving
 from .layer_geometry import slide_origin_um
 from .result_layers import (
     SCOPES,
+    camera_of,
     closed_slide_message,
     drawn_layer_choices,
     put_layer,
@@ -52,6 +53,7 @@ from .result_layers import (
 )
 from .shader_parse import install_fast_shader_parse
 from .tables import fit_columns
+from .view_motion import ViewMotion
 
 if TYPE_CHECKING:
     import napari
@@ -72,7 +74,9 @@ class RobustnessWidget(Container):
         self._viewer = viewer
         self._resources = Resources()
         self._worker: Any = None
-        self._steps = StepQueue(on_empty=self._finish_if_idle)  # what-if layers, one per event-loop turn
+        self._motion = ViewMotion(camera_of(viewer))
+        # what-if layers, one per event-loop turn, each held while the user pans or zooms
+        self._steps = steps_held_while_moving(self._motion, self._finish_if_idle, self._say)
         self._cancel_event = threading.Event()
         self.whatif: WhatIfResult | None = None
         self.cohort: CohortDiagnostics | None = None
@@ -192,6 +196,9 @@ class RobustnessWidget(Container):
     def _on_finished(self) -> None:
         self._worker = None
         self._finish_if_idle()
+
+    def _say(self, message: str) -> None:
+        self._status.value = message
 
     def _finish_if_idle(self) -> None:
         if not self.running:
