@@ -85,92 +85,74 @@ def gc_summary(stamps: np.ndarray, spans: list[tuple[float, float]]) -> dict:
     return {"collections": len(spans), "longest_ms": longest, "long_gaps_with_gc": int(hit)}
 
 
-def measure(viewer, duration_s: float | None, until=None, tail_s: float = 0.0) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """Tick times (s, perf_counter) while panning, for ``duration_s`` or until ``until()`` is true, then
-    ``tail_s`` more seconds (so the first paints of new layers are counted)."""
-    from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
+class PanningTicker:
+    """A 10 ms QTimer that records every tick and, while ``panning``, moves the camera a few µm each
+    tick (a user dragging the view back and forth); ticks after ``panning`` is cleared go to ``still``."""
 
-    from napari_wsirobust.widgets.analyse import camera_of
+    def __init__(self, viewer) -> None:  # type: ignore[no-untyped-def]
+        from qtpy.QtCore import QTimer
 
-    camera = camera_of(viewer)
-    stamps: list[float] = []
-    direction = [1.0]
+        from napari_wsirobust.widgets.analyse import camera_of
 
-    def tick() -> None:
-        stamps.append(time.perf_counter())
-        cy, cx = camera.center[-2:]
-        if len(stamps) % 100 == 0:
-            direction[0] *= -1
-        camera.center = (cy, cx + 5.0 * direction[0])
+        self._camera = camera_of(viewer)
+        self.panned: list[float] = []
+        self.still: list[float] = []
+        self.panning = True
+        self._direction = 1.0
+        self._timer = QTimer()
+        self._timer.setInterval(10)
+        self._timer.timeout.connect(self._tick)
+        self._timer.start()
 
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(tick)
-    timer.start()
+    def _tick(self) -> None:
+        if not self.panning:
+            self.still.append(time.perf_counter())
+            return
+        self.panned.append(time.perf_counter())
+        if len(self.panned) % 100 == 0:
+            self._direction = -self._direction
+        cy, cx = self._camera.center[-2:]
+        self._camera.center = (cy, cx + 5.0 * self._direction)
+
+    def run_until(self, done) -> None:  # type: ignore[no-untyped-def]
+        """Process events until ``done(now)`` is true, then stop ticking."""
+        from qtpy.QtWidgets import QApplication
+
+        while not done(time.perf_counter()):
+            QApplication.processEvents()
+            time.sleep(0.001)
+        self._timer.stop()
+
+
+def measure(viewer, duration_s: float) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Tick times (s, perf_counter) while panning for ``duration_s``."""
+    ticker = PanningTicker(viewer)
     start = time.perf_counter()
-    while True:
-        QApplication.processEvents()
-        if duration_s is not None and time.perf_counter() - start > duration_s:
-            break
-        if until is not None and until():
-            until, duration_s, start = None, tail_s, time.perf_counter()
-        time.sleep(0.001)
-    timer.stop()
-    return np.array(stamps)
+    ticker.run_until(lambda now: now - start > duration_s)
+    return np.array(ticker.panned)
 
 
 def measure_run(viewer, widget) -> dict:  # type: ignore[no-untyped-def]
-    """Pan (one tick every 10 ms) from the start of a run until ``TAIL_S`` after its worker finished,
-    then stop panning and keep ticking until the overlays are in plus ``STILL_TAIL_S`` (their first
-    paints). Returns the tick times while panning and after, the time the worker finished, the pan
-    stopped and the overlays were in (all perf_counter seconds)."""
-    from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
+    """Pan from the start of a run until ``TAIL_S`` after its worker finished, then stop panning and
+    keep ticking until the overlays are in plus ``STILL_TAIL_S`` (their first paints). Returns the tick
+    times while panning and after, and when the worker finished, the pan stopped and the overlays were
+    in (all perf_counter seconds)."""
+    ticker = PanningTicker(viewer)
+    times: dict[str, float] = {}
 
-    from napari_wsirobust.widgets.analyse import camera_of
+    def done(now: float) -> bool:
+        if "worker_done" not in times and widget._worker is None:
+            times["worker_done"] = now
+        if "overlays_in" not in times and not widget.running:
+            times["overlays_in"] = now
+        if "pan_stopped" not in times and now - times.get("worker_done", now) > TAIL_S:
+            ticker.panning, times["pan_stopped"] = False, now
+        if "end" not in times and {"pan_stopped", "overlays_in"} <= times.keys():
+            times["end"] = max(now, times["overlays_in"]) + STILL_TAIL_S
+        return now > times.get("end", np.inf)
 
-    camera = camera_of(viewer)
-    panned: list[float] = []
-    still: list[float] = []
-    direction = [1.0]
-    panning = [True]
-
-    def tick() -> None:
-        if not panning[0]:
-            still.append(time.perf_counter())
-            return
-        panned.append(time.perf_counter())
-        cy, cx = camera.center[-2:]
-        if len(panned) % 100 == 0:
-            direction[0] *= -1
-        camera.center = (cy, cx + 5.0 * direction[0])
-
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(tick)
-    timer.start()
-    worker_done = pan_stopped = overlays_in = end = None
-    while end is None or time.perf_counter() < end:
-        QApplication.processEvents()
-        now = time.perf_counter()
-        if worker_done is None and widget._worker is None:
-            worker_done = now
-        if overlays_in is None and not widget.running:
-            overlays_in = now
-        if pan_stopped is None and worker_done is not None and now - worker_done > TAIL_S:
-            panning[0], pan_stopped = False, now
-        if end is None and pan_stopped is not None and overlays_in is not None:
-            end = max(now, overlays_in) + STILL_TAIL_S
-        time.sleep(0.001)
-    timer.stop()
-    return {
-        "panned": panned,
-        "still": still,
-        "worker_done": worker_done,
-        "pan_stopped": pan_stopped,
-        "overlays_in": overlays_in,
-    }
+    ticker.run_until(done)
+    return {"panned": ticker.panned, "still": ticker.still, **times}
 
 
 def first_text_paint_ms(warm: bool) -> float:
