@@ -68,3 +68,25 @@ def test_steps_wait_while_the_camera_moves_and_say_so(qtbot) -> None:
         camera.center = (0.0, 1.0, 2.0 + i)
     assert ran == [] and said and said[-1] == HELD_MESSAGE
     qtbot.waitUntil(lambda: ran == [1], timeout=2000)  # runs once the view has been still 150 ms
+
+
+def test_steps_a_running_step_adds_finish_before_the_hold_applies_again(qtbot) -> None:
+    moving = [False]
+    ran: list[str] = []
+    queue = StepQueue(delay_ms=5, hold=lambda: 30 if moving[0] else 0)
+
+    def update_layer() -> None:  # like an in-place update: its parts must not be split by a pan
+        ran.append("data")
+        moving[0] = True  # the user starts panning right after the first part
+        queue.push_front([lambda: ran.append("position"), lambda: ran.append("style")])
+
+    def insert_layer() -> None:  # like a new hidden layer: showing it may wait
+        ran.append("insert")
+        queue.push_front([lambda: ran.append("show")], may_wait=True)
+
+    queue.run([update_layer, insert_layer])
+    qtbot.wait(150)
+    assert ran == ["data", "position", "style"]  # the update finished; the next layer waits
+    moving[0] = False
+    qtbot.waitUntil(lambda: ran[-1:] == ["show"], timeout=2000)
+    assert ran == ["data", "position", "style", "insert", "show"]

@@ -315,7 +315,8 @@ class AnalyseWidget(Container):
         layer.translate = placed_translate(kwargs, offset)
         if kwargs.get("visible", True):
             layer.visible = False
-            self._steps.push_front([lambda: setattr(layer, "visible", True)])
+            # a hidden new layer is consistent, so showing it may wait for a still view too
+            self._steps.push_front([lambda: setattr(layer, "visible", True)], may_wait=True)
         add_quietly(self._viewer, layer)
         if layer_type == "shapes":
             layer.events.highlight.connect(self._on_top_tile_selected)

@@ -19,9 +19,11 @@ class StepQueue:
 
     A step may add more steps with :meth:`push_front` (they run next). ``on_empty`` is called when
     the last step has run. A step raising ``RuntimeError`` (its viewer or dock closed meanwhile) drops
-    the rest of the queue. ``hold``, when given, is asked before each step: a positive answer (ms)
-    puts the step off by that long and asks again (the widgets hold while the user moves the view,
-    see :mod:`.view_motion`)."""
+    the rest of the queue. ``hold``, when given, is asked before each step that may wait: a positive
+    answer (ms) puts the step off by that long and asks again (the widgets hold while the user moves
+    the view, see :mod:`.view_motion`). Steps given to :meth:`run` may wait; steps a running step adds
+    with :meth:`push_front` do not unless it says so - they finish what it began (a layer half
+    updated must not stay on screen while the user pans)."""
 
     def __init__(
         self,
@@ -29,7 +31,7 @@ class StepQueue:
         delay_ms: int = STEP_DELAY_MS,
         hold: Callable[[], int] | None = None,
     ) -> None:
-        self._steps: list[Step] = []
+        self._steps: list[tuple[Step, bool]] = []  # (step, may wait for the hold)
         self._on_empty = on_empty
         self._delay_ms = delay_ms
         self._hold = hold
@@ -42,13 +44,14 @@ class StepQueue:
     def run(self, steps: Iterable[Step]) -> None:
         """Queue ``steps`` (after any still waiting) and start running them."""
         idle = not self._steps
-        self._steps.extend(steps)
+        self._steps.extend((step, True) for step in steps)
         if idle and self._steps:
             QTimer.singleShot(self._delay_ms, self._next)
 
-    def push_front(self, steps: Iterable[Step]) -> None:
-        """Run ``steps`` before the others still waiting (from inside a running step)."""
-        self._steps[0:0] = list(steps)
+    def push_front(self, steps: Iterable[Step], may_wait: bool = False) -> None:
+        """Run ``steps`` before the others still waiting (from inside a running step); with
+        ``may_wait`` they may be held like the steps given to :meth:`run`."""
+        self._steps[0:0] = [(step, may_wait) for step in steps]
 
     def clear(self) -> None:
         self._steps.clear()
@@ -56,11 +59,11 @@ class StepQueue:
     def _next(self) -> None:
         if not self._steps:
             return
-        wait = self._hold() if self._hold is not None else 0
+        wait = self._hold() if self._hold is not None and self._steps[0][1] else 0
         if wait > 0:
             QTimer.singleShot(max(wait, self._delay_ms), self._next)
             return
-        step = self._steps.pop(0)
+        step, _ = self._steps.pop(0)
         try:
             step()
         except RuntimeError:  # the viewer or dock was closed meanwhile
