@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -174,12 +176,26 @@ def combine_profiles(profiles: list[StainProfile]) -> StainProfile:
     )
 
 
+class ProfileError(ValueError):
+    """A slide whose colour profile cannot be estimated; the message names it and its site."""
+
+
 def estimate_site_profiles(
-    slides_by_site: dict[str, list[str]], n_tiles: int = 48
+    slides_by_site: Mapping[str, Sequence[str]], n_tiles: int = 48
 ) -> dict[str, StainProfile]:
-    """One profile per site from its slides (each slide profiled, then :func:`combine_profiles`)."""
-    return {
-        site: combine_profiles([estimate_slide_profile(p, n_tiles, seed=i) for i, p in enumerate(paths)])
-        for site, paths in sorted(slides_by_site.items())
-        if paths
-    }
+    """One profile per site from its slides (each slide profiled, then :func:`combine_profiles`).
+    Raises :class:`ProfileError` naming the first slide that cannot be profiled (unreadable, no
+    tissue, too few stained pixels)."""
+    profiles: dict[str, StainProfile] = {}
+    for site, paths in sorted(slides_by_site.items()):
+        per_slide = []
+        for i, path in enumerate(paths):
+            try:
+                per_slide.append(estimate_slide_profile(str(path), n_tiles, seed=i))
+            except (OSError, ValueError) as exc:
+                raise ProfileError(
+                    f"cannot estimate the colour profile of {Path(str(path)).name} (site {site}): {exc}"
+                ) from exc
+        if per_slide:
+            profiles[site] = combine_profiles(per_slide)
+    return profiles

@@ -27,7 +27,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -186,19 +185,11 @@ def reference_for_slides(
 ) -> Harmonisation:
     """Profile up to ``per_site`` slides of each site (in the order given) and choose the reference
     (:func:`choose_reference`; ``site`` "auto" or None: the least sharp site)."""
-    from ..diagnostics.stain import combine_profiles, estimate_slide_profile
+    from ..diagnostics.stain import ProfileError, estimate_site_profiles
 
-    profiles: dict[str, StainProfile] = {}
-    for name, paths in sorted(slides_by_site.items()):
-        per_slide = []
-        for i, path in enumerate(list(paths)[:per_site]):
-            try:
-                per_slide.append(estimate_slide_profile(str(path), PROFILE_TILES, seed=i))
-            except (OSError, ValueError) as exc:  # unreadable, no tissue, too few stained pixels
-                raise HarmonisationError(
-                    f"cannot estimate the colour profile of {Path(str(path)).name} (site {name}) to choose "
-                    f"the harmonisation reference: {exc}"
-                ) from exc
-        if per_slide:
-            profiles[name] = combine_profiles(per_slide)
+    chosen = {name: list(paths)[:per_site] for name, paths in slides_by_site.items()}
+    try:
+        profiles = estimate_site_profiles(chosen, PROFILE_TILES)
+    except ProfileError as exc:
+        raise HarmonisationError(f"{exc} (needed to choose the harmonisation reference)") from exc
     return choose_reference(profiles, None if site in (None, "auto") else site)
