@@ -26,14 +26,22 @@ from _report import machine_line, write_section  # noqa: E402
 
 def main() -> int:
     from napari_wsirobust.analysis import AnalysisRequest, Resources
-    from napari_wsirobust.diagnostics.stain import angle_degrees, estimate_slide_profile
-    from napari_wsirobust.diagnostics.swap import matching_blur_sigma, transfer_tile
-    from napari_wsirobust.diagnostics.whatif import scanner_whatif
+    from napari_wsirobust.diagnostics import scanner_whatif
     from napari_wsirobust.io import open_slide
-    from napari_wsirobust.mil.workflow import drive
+    from napari_wsirobust.mil import drive
     from napari_wsirobust.models import DEMO_MODEL_DIR
-    from napari_wsirobust.synthetic import SyntheticSlideSpec, TissueSpec, write_synthetic_slide
-    from napari_wsirobust.synthetic.profiles import SCANNER_PROFILES
+    from napari_wsirobust.stain import (
+        angle_degrees,
+        estimate_slide_profile,
+        matching_blur_sigma,
+        transfer_tile,
+    )
+    from napari_wsirobust.synthetic import (
+        SCANNER_PROFILES,
+        SyntheticSlideSpec,
+        TissueSpec,
+        write_synthetic_slide,
+    )
     from napari_wsirobust.tiling import Scope
 
     work = Path(tempfile.mkdtemp(prefix="wsirobust-bench-diag-"))

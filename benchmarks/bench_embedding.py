@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_line, write_section  # noqa: E402
 from bench_reader import PeakRSS, generated_slide  # noqa: E402
 from napari_wsirobust.encoders import create_encoder  # noqa: E402
-from napari_wsirobust.features.pipeline import embed_batch, embed_tiles, run_to_completion  # noqa: E402
+from napari_wsirobust.features import embed_batch, embed_tiles, run_to_completion  # noqa: E402
 from napari_wsirobust.io import open_slide  # noqa: E402
 from napari_wsirobust.tiling import Scope, TilingConfig, detect_tissue, make_tile_grid, read_tile  # noqa: E402
 

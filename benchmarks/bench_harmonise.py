@@ -31,13 +31,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from napari_wsirobust.diagnostics.stain import estimate_slide_profile
     from napari_wsirobust.encoders import create_encoder
-    from napari_wsirobust.features.cache import FeatureCache
-    from napari_wsirobust.features.pipeline import run_to_completion
+    from napari_wsirobust.features import FeatureCache, run_to_completion
     from napari_wsirobust.io import open_slide
+    from napari_wsirobust.stain import Harmonisation, estimate_slide_profile
     from napari_wsirobust.stain import harmonise as harmonise_module
-    from napari_wsirobust.stain.harmonise import Harmonisation
     from napari_wsirobust.synthetic import SyntheticSlideSpec, TissueSpec, write_synthetic_slide
     from napari_wsirobust.tiling import Scope, TilingConfig, detect_tissue, make_tile_grid
 

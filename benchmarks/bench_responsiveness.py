@@ -199,15 +199,15 @@ def _in_one_turn(update_steps):  # type: ignore[no-untyped-def]
 def session(mode: str) -> dict:
     """One viewer process: panning alone, then panning during ``RUNS`` whole-slide analyses. Mode
     "gui-priority" keeps the worker at the GUI thread's CPU priority (before
-    ``analysis.jobs.lower_thread_priority``); "one-turn" updates each result layer in one event-loop
+    ``widgets.jobs.lower_thread_priority``); "one-turn" updates each result layer in one event-loop
     turn (before ``update_steps`` spread it); "vispy-parse" leaves vispy's shader parse in place (before
-    ``widgets.shader_parse``); all patched here for the comparison only."""
+    ``_vispy.shader_parse``); all patched here for the comparison only."""
     os.environ["WSIROBUST_CACHE_DIR"] = tempfile.mkdtemp(prefix="wsirobust-bench-cache-")
     import napari
-    from napari_wsirobust.analysis import jobs
     from napari_wsirobust.demo import _silence_pyqt5_toast, wait_for
     from napari_wsirobust.io import open_slide
-    from napari_wsirobust.widgets import analyse, result_layers
+    from napari_wsirobust import _vispy
+    from napari_wsirobust.widgets import analyse, jobs, result_layers
     from napari_wsirobust.widgets.analyse import AnalyseWidget, camera_of
 
     if mode == "gui-priority":
@@ -215,7 +215,7 @@ def session(mode: str) -> dict:
     if mode == "one-turn":
         result_layers.update_steps = _in_one_turn(result_layers.update_steps)  # type: ignore[assignment]
     if mode == "vispy-parse":
-        analyse.install_fast_shader_parse = lambda: False  # type: ignore[assignment]
+        _vispy.install_fast_shader_parse = lambda: False  # type: ignore[assignment]
     if mode == "no-hold":
         analyse.ViewMotion.wait_ms = lambda self: 0  # type: ignore[method-assign]
     _silence_pyqt5_toast()

@@ -30,8 +30,8 @@ OUT = WORK / "shortcut_out"
 
 
 def save_demo_model(best: str, harmonise: str | None = None) -> Path:
-    from napari_wsirobust.mil.shortcut import ShortcutConfig, prepare, train_preset
-    from napari_wsirobust.mil.train import TrainConfig, train_to_completion
+    from napari_wsirobust.benchmarking import ShortcutConfig, prepare, train_preset
+    from napari_wsirobust.mil import TrainConfig, train_to_completion
     from napari_wsirobust.models import DEMO_MODEL_DIR
 
     data = prepare(

@@ -19,7 +19,7 @@ import numpy as np
 from qtpy.QtWidgets import QApplication
 
 import napari
-from napari_wsirobust.widgets import gl_guard
+from napari_wsirobust._vispy import gl_guard
 
 
 def spin(seconds: float) -> None:

@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._vispy import install_vispy_patches
 from .io import SUPPORTED_SUFFIXES, open_slide
-from .widgets.gl_guard import guard_gl_program_deletion
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -30,7 +30,7 @@ def read_slides(path: str | Sequence[str]) -> list[LayerData]:
     :class:`~napari_wsirobust.io.SlideError` whose message names the file and the reason; napari
     shows it as a notification and keeps running."""
     paths = [path] if isinstance(path, (str, Path)) else list(path)
-    guard_gl_program_deletion()  # a viewer showing slides must survive removing layers (see gl_guard)
+    install_vispy_patches()  # a viewer showing slides must survive removing layers (see _vispy)
     layers: list[LayerData] = []
     for p in paths:
         layers.extend(open_slide(p).to_layer_data())

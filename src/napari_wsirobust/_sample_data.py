@@ -10,11 +10,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .io import open_slide
-from .io.geometry import grid_layer_transform
-from .synthetic import SyntheticSlideSpec, TissueSpec, write_synthetic_slide
-from .synthetic.slide import ground_truth_path_for, load_ground_truth
-from .widgets.gl_guard import guard_gl_program_deletion
+from ._vispy import install_vispy_patches
+from .io import grid_layer_transform, open_slide
+from .synthetic import (
+    SyntheticSlideSpec,
+    TissueSpec,
+    ground_truth_path_for,
+    load_ground_truth,
+    write_synthetic_slide,
+)
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -39,7 +43,7 @@ def sample_slide_path(label: str, scanner: str) -> Path:
 
 def _slide_with_truth(label: str, scanner: str) -> list[LayerData]:
     path = sample_slide_path(label, scanner)
-    guard_gl_program_deletion()  # a viewer showing slides must survive removing layers (see gl_guard)
+    install_vispy_patches()  # a viewer showing slides must survive removing layers (see _vispy)
     slide = open_slide(path)
     layers = slide.to_layer_data(name=f"{label} ({scanner})")
     truth = load_ground_truth(path)

@@ -4,30 +4,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from .errors import WsiRobustError, is_user_error, user_message
+
+LOG = logging.getLogger("napari_wsirobust")
+
 
 def _cmd_generate_cohort(args: argparse.Namespace) -> int:
-    from .synthetic import CohortConfig, generate_cohort
-    from .synthetic.cohort import cohort_is_complete
+    from .synthetic import CohortConfig, cohort_is_complete, generate_cohort
 
-    try:
-        cfg = CohortConfig(
-            seed=args.seed,
-            width=args.width,
-            height=args.height,
-            mpp=args.mpp,
-            atypia=args.atypia,
-            rescanned_train_patients=args.rescanned_train_patients,
-            reference_patients=args.reference_patients,
-            workers=args.workers,
-        )
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cfg = CohortConfig(
+        seed=args.seed,
+        width=args.width,
+        height=args.height,
+        mpp=args.mpp,
+        atypia=args.atypia,
+        rescanned_train_patients=args.rescanned_train_patients,
+        reference_patients=args.reference_patients,
+        workers=args.workers,
+    )
     if cohort_is_complete(args.out, cfg) and not args.force:
         print(f"cohort already complete: {Path(args.out) / 'cohort.csv'}")
         return 0
@@ -52,15 +52,14 @@ def _cmd_generate_slide(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .io import SlideError, open_slide
-    from .io.describe import format_metadata
+    from .io import format_metadata, open_slide
 
     status = 0
     for path in args.slides:
         try:
             with open_slide(path, mpp=args.mpp) as slide:
                 meta = slide.metadata.to_dict()
-        except (SlideError, ValueError) as exc:
+        except WsiRobustError as exc:  # this slide is unusable: say why, go on with the next
             print(f"error: {exc}", file=sys.stderr)
             status = 1
             continue
@@ -72,11 +71,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
-    from .features.cohort import ExtractConfig, extract_cohort, slides_from_inputs
+    from .features import ExtractConfig, extract_cohort, slides_from_inputs
     from .tiling import TilingConfig
 
     paths = slides_from_inputs(args.inputs)
-    from .features.cache import default_cache_dir
+    from .features import default_cache_dir
 
     config = ExtractConfig(
         cache_dir=args.cache or str(default_cache_dir()),
@@ -101,8 +100,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _extract_config(args: argparse.Namespace, encoder: str):  # type: ignore[no-untyped-def]
-    from .features.cache import default_cache_dir
-    from .features.cohort import ExtractConfig
+    from .features import ExtractConfig, default_cache_dir
 
     return ExtractConfig(
         cache_dir=args.cache or str(default_cache_dir()),
@@ -114,7 +112,7 @@ def _extract_config(args: argparse.Namespace, encoder: str):  # type: ignore[no-
 
 
 def _print_progress(item: object) -> None:
-    from .mil.train import EpochReport
+    from .mil import EpochReport
 
     if isinstance(item, EpochReport):
         terms = " ".join(f"{k}={v:.3f}" for k, v in item.losses.items())
@@ -127,28 +125,20 @@ def _print_progress(item: object) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .mil.data import REFERENCE, TRAIN, CohortError, read_cohort_table
-    from .mil.train import LOSS_PRESETS, TrainConfig, TrainingError, resolve_preset
-    from .mil.workflow import drive, train_cohort
-    from .stain.harmonise import HarmonisationError
+    from .cohort import REFERENCE, TRAIN, read_cohort_table
+    from .mil import LOSS_PRESETS, TrainConfig, drive, resolve_preset, train_cohort
 
-    try:
-        harmonised = args.harmonise != "none"
-        preset = resolve_preset(args.loss, read_cohort_table(args.cohort).split(TRAIN, REFERENCE), harmonised)
-        print(f"loss configuration: {preset}" + (" (auto)" if args.loss != preset else ""), flush=True)
-        losses = LOSS_PRESETS[preset]
-        config = replace(TrainConfig(), epochs=args.epochs, seed=args.seed, losses=losses)
-        extract = _extract_config(args, args.encoder)
-        harmonise_to = args.harmonise if harmonised else None
-        result = drive(
-            train_cohort(
-                args.cohort, args.out, extract, config, workers=args.workers, harmonise_to=harmonise_to
-            ),
-            _print_progress,
-        )
-    except (TrainingError, CohortError, HarmonisationError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    harmonised = args.harmonise != "none"
+    preset = resolve_preset(args.loss, read_cohort_table(args.cohort).split(TRAIN, REFERENCE), harmonised)
+    print(f"loss configuration: {preset}" + (" (auto)" if args.loss != preset else ""), flush=True)
+    losses = LOSS_PRESETS[preset]
+    config = replace(TrainConfig(), epochs=args.epochs, seed=args.seed, losses=losses)
+    extract = _extract_config(args, args.encoder)
+    harmonise_to = args.harmonise if harmonised else None
+    result = drive(
+        train_cohort(args.cohort, args.out, extract, config, workers=args.workers, harmonise_to=harmonise_to),
+        _print_progress,
+    )
     best = result.config.metrics
     print(
         f"saved {result.checkpoint_path} (best epoch {result.best_epoch}, "
@@ -159,16 +149,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .features.cohort import slides_from_inputs
-    from .mil.checkpoint import CheckpointError
-    from .mil.predict import TrainedHead, write_predictions_csv
-    from .mil.workflow import drive, extract_config_for, predict_slides
+    from .features import slides_from_inputs
+    from .mil import (
+        TrainedHead,
+        drive,
+        extract_config_for,
+        predict_slides,
+        write_predictions_csv,
+    )
 
-    try:
-        head = TrainedHead.load(args.model)
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    head = TrainedHead.load(args.model)
     slides = slides_from_inputs(args.slides)
     extract = extract_config_for(head, args.cache, args.device)
     outcomes = drive(predict_slides(head, slides, extract, args.site))
@@ -191,19 +181,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
-    from .diagnostics.cohort import diagnose_cohort_csv, write_diagnostics
-    from .mil.checkpoint import CheckpointError
-    from .mil.data import CohortError
-    from .mil.predict import TrainedHead
-    from .mil.workflow import drive
+    from .diagnostics import diagnose_cohort_csv, write_diagnostics
+    from .mil import TrainedHead, drive
 
     splits = [s.strip() for s in args.splits.split(",")] if args.splits else None
-    try:
-        head = TrainedHead.load(args.model)
-        diag = drive(diagnose_cohort_csv(args.cohort, head, splits, args.cache, args.device))
-    except (CheckpointError, CohortError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    head = TrainedHead.load(args.model)
+    diag = drive(diagnose_cohort_csv(args.cohort, head, splits, args.cache, args.device))
     paths = write_diagnostics(diag, args.out)
     print(
         f"{diag.n_slides} slides, {len(diag.sites)} sites (chance {diag.chance:.2f}): robustness index tiles "
@@ -223,17 +206,12 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 def _cmd_profiles(args: argparse.Namespace) -> int:
-    from .diagnostics.whatif import estimate_cohort_profiles
-    from .mil.data import CohortError
-    from .mil.workflow import drive
+    from .diagnostics import estimate_cohort_profiles
+    from .mil import drive
 
-    try:
-        cohort = Path(args.cohort)
-        out = args.out or cohort.with_name(f"{cohort.stem}_profiles.json")
-        path = drive(estimate_cohort_profiles(cohort, out), lambda p: print(p.message))
-    except (CohortError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cohort = Path(args.cohort)
+    out = args.out or cohort.with_name(f"{cohort.stem}_profiles.json")
+    path = drive(estimate_cohort_profiles(cohort, out), lambda p: print(p.message))
     print(f"wrote {path}")
     return 0
 
@@ -241,7 +219,7 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 def _cmd_benchmark_shortcut(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .mil.shortcut import (
+    from .benchmarking import (
         ShortcutConfig,
         markdown_table,
         prepare,
@@ -250,18 +228,14 @@ def _cmd_benchmark_shortcut(args: argparse.Namespace) -> int:
         usable_presets,
         write_results,
     )
-    from .mil.train import LOSS_PRESETS, TrainConfig
+    from .mil import LOSS_PRESETS, TrainConfig
     from .synthetic import CohortConfig
 
-    try:
-        cohort = CohortConfig(
-            workers=args.workers,
-            rescanned_train_patients=args.rescanned_train_patients,
-            reference_patients=args.reference_patients,
-        )
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cohort = CohortConfig(
+        workers=args.workers,
+        rescanned_train_patients=args.rescanned_train_patients,
+        reference_patients=args.reference_patients,
+    )
     if args.small:
         cohort = replace(cohort, width=1024, height=768, patients_train=24, patients_test_id=8)
     config = ShortcutConfig(
@@ -374,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
     p.set_defaults(func=_cmd_extract)
 
-    from .mil.train import AUTO_PRESET, LOSS_PRESETS
+    from .mil import AUTO_PRESET, LOSS_PRESETS
 
     p = sub.add_parser("train", help="train a robust MIL head on a cohort CSV")
     p.add_argument("cohort", help="CSV with path, label, scanner/site, patient, split columns")
@@ -413,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("diagnose", help="cohort robustness metrics of a trained head (issue 6)")
+    p = sub.add_parser("diagnose", help="cohort robustness metrics of a trained head")
     p.add_argument("cohort", help="cohort CSV (path, label, site/scanner, patient, split)")
     p.add_argument("--model", required=True, help="model folder")
     p.add_argument(
@@ -462,12 +436,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. An error meant for the user prints its message (exit 2); anything else is an
+    internal error: one line saying so, and its traceback in the log on standard error (exit 3)."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ValueError, FileExistsError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        print(f"error: {user_message(exc)}", file=sys.stderr)
+        if is_user_error(exc):
+            return 2
+        logging.basicConfig(format="%(message)s")
+        LOG.error("traceback of the internal error:", exc_info=exc)
+        return 3
 
 
 if __name__ == "__main__":

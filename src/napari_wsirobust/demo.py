@@ -13,8 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .synthetic import CohortConfig, generate_cohort, read_cohort_csv
-from .synthetic.cohort import cohort_is_complete
+from .synthetic import CohortConfig, cohort_is_complete, generate_cohort, read_cohort_csv
 
 if TYPE_CHECKING:
     import napari
@@ -70,8 +69,7 @@ def open_and_analyse(viewer: napari.Viewer, slide_path: str, name: str, timeout_
     """Open ``slide_path``, dock the Slide info and Analyse widgets, and analyse the whole slide with
     the bundled model; returns the Analyse widget (its ``current_result()`` holds the analysis)."""
     from .io import open_slide
-    from .widgets.analyse import AnalyseWidget
-    from .widgets.slide_info import SlideInfoWidget
+    from .widgets import AnalyseWidget, SlideInfoWidget
 
     slide = open_slide(slide_path)
     for data, kwargs, _ in slide.to_layer_data(name=name):
@@ -92,7 +90,7 @@ def overlay_change_fraction(viewer: napari.Viewer) -> float:
     them): a check that the heatmap is really drawn, not just present as a layer."""
     import numpy as np
 
-    from .analysis.maps import METADATA_KEY
+    from .analysis import METADATA_KEY
 
     overlays = [ly for ly in viewer.layers if METADATA_KEY in ly.metadata and ly.visible]
     with_overlays = viewer.screenshot(canvas_only=True, flash=False)

@@ -9,14 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_wsirobust.analysis import AnalysisRequest, Resources, analyse_region
-from napari_wsirobust.analysis.export import (
+from napari_wsirobust.analysis import (
+    AnalysisRequest,
+    Resources,
+    analyse_region,
+    analysis_layers,
+    grid_image,
+    tile_rectangles_um,
     write_geojson,
     write_slide_predictions_csv,
     write_tile_csv,
 )
-from napari_wsirobust.analysis.maps import analysis_layers, grid_image, tile_rectangles_um
-from napari_wsirobust.features.pipeline import run_to_completion
+from napari_wsirobust.features import run_to_completion
 from napari_wsirobust.models import demo_model_dir
 
 

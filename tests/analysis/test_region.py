@@ -15,11 +15,11 @@ from napari_wsirobust.analysis import (
     analyse_region,
     visible_rect_um,
 )
-from napari_wsirobust.features.pipeline import run_to_completion
-from napari_wsirobust.mil.data import tile_tumour_fraction
+from napari_wsirobust.features import run_to_completion
+from napari_wsirobust.mil.bags import tile_tumour_fraction
 from napari_wsirobust.mil.metrics import roc_auc
 from napari_wsirobust.models import demo_model_dir
-from napari_wsirobust.synthetic.slide import ground_truth_path_for
+from napari_wsirobust.synthetic import ground_truth_path_for
 from napari_wsirobust.tiling import Scope
 
 RESOURCES = Resources()
@@ -84,7 +84,7 @@ def test_missing_model_folder(analysis_slide: Path, tmp_path: Path) -> None:
 def test_an_encoder_without_local_weights_is_refused_with_a_message(
     analysis_slide: Path, tmp_path: Path
 ) -> None:
-    from napari_wsirobust.encoders.weights import EncoderWeightsError
+    from napari_wsirobust.encoders import EncoderWeightsError
 
     request = AnalysisRequest(
         str(analysis_slide), str(demo_model_dir()), encoder="h0-mini", cache_dir=str(tmp_path)

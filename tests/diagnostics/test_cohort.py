@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_wsirobust.diagnostics.cohort import diagnose_cohort, pca_2d, projection_figure, write_diagnostics
-from napari_wsirobust.mil.checkpoint import CheckpointConfig, HeadConfig
-from napari_wsirobust.mil.data import Bag, CohortRow
-from napari_wsirobust.mil.predict import TrainedHead
+from napari_wsirobust.cohort import CohortRow
+from napari_wsirobust.diagnostics import diagnose_cohort, projection_figure, write_diagnostics
+from napari_wsirobust.diagnostics.cohort import pca_2d
+from napari_wsirobust.mil import Bag, CheckpointConfig, HeadConfig, TrainedHead
 
 DIM = 8
 

@@ -64,9 +64,9 @@ def test_diagnose_refuses_bad_inputs(
 
 
 def test_profiles_cli_writes_loadable_site_profiles(cohort_csv: Path, tmp_path: Path) -> None:
-    from napari_wsirobust.diagnostics.stain import angle_degrees
-    from napari_wsirobust.diagnostics.whatif import load_profiles
-    from napari_wsirobust.synthetic.profiles import SCANNER_PROFILES
+    from napari_wsirobust.diagnostics import load_profiles
+    from napari_wsirobust.stain import angle_degrees
+    from napari_wsirobust.synthetic import SCANNER_PROFILES
 
     out = tmp_path / "profiles.json"
     assert main(["profiles", str(cohort_csv), "--out", str(out)]) == 0

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_wsirobust.mil.shortcut import ShortcutConfig, prepare, run_one
-from napari_wsirobust.mil.train import DEFAULT_PRESET, TrainConfig
+from napari_wsirobust.benchmarking import ShortcutConfig, prepare
+from napari_wsirobust.benchmarking.shortcut import run_one
+from napari_wsirobust.mil import DEFAULT_PRESET, TrainConfig
 from napari_wsirobust.synthetic import CohortConfig
 
 pytestmark = pytest.mark.slow

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from napari_wsirobust.analysis import AnalysisRequest, Resources
-from napari_wsirobust.diagnostics.stain import estimate_site_profiles, estimate_slide_profile
-from napari_wsirobust.diagnostics.whatif import load_profiles, save_profiles, scanner_whatif
-from napari_wsirobust.mil.workflow import drive
+from napari_wsirobust.diagnostics import load_profiles, save_profiles, scanner_whatif
+from napari_wsirobust.mil import drive
 from napari_wsirobust.models import DEMO_MODEL_DIR
+from napari_wsirobust.stain import estimate_site_profiles, estimate_slide_profile
 from napari_wsirobust.synthetic import SyntheticSlideSpec, TissueSpec, write_synthetic_slide
 from napari_wsirobust.tiling import Scope
 

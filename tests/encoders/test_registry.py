@@ -14,11 +14,12 @@ from skimage import data
 
 from napari_wsirobust.encoders import (
     EncoderWeightsError,
+    TileEncoder,
     create_encoder,
     get_encoder_spec,
     list_encoders,
 )
-from napari_wsirobust.encoders.model import TileEncoder, build_backbone
+from napari_wsirobust.encoders.model import build_backbone
 from napari_wsirobust.encoders.weights import (
     effnet_lite0_package_file,
     load_state_dict_file,

@@ -13,9 +13,18 @@ import torch
 
 from napari_wsirobust.cli import main as cli_main
 from napari_wsirobust.encoders import create_encoder
-from napari_wsirobust.features import FeatureCache, FeatureSet, cache_key, read_feature_h5, write_feature_h5
+from napari_wsirobust.features import (
+    FeatureCache,
+    FeatureSet,
+    cache_key,
+    embed_batch,
+    embed_tiles,
+    read_feature_h5,
+    run_to_completion,
+    select_device,
+    write_feature_h5,
+)
 from napari_wsirobust.features import pipeline as pipeline_module
-from napari_wsirobust.features.pipeline import embed_batch, embed_tiles, run_to_completion, select_device
 from napari_wsirobust.io import open_slide
 from napari_wsirobust.synthetic import read_cohort_csv
 from napari_wsirobust.tiling import Scope, TilingConfig, detect_tissue, make_tile_grid, read_tile

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from napari_wsirobust.mil import checkpoint as ckpt
-from napari_wsirobust.mil.checkpoint import (
+from napari_wsirobust.mil import (
     CheckpointConfig,
     CheckpointError,
     HeadConfig,
     load_checkpoint,
     save_checkpoint,
 )
+from napari_wsirobust.mil import checkpoint as ckpt
 
 
 def _config(in_dim: int = 12) -> CheckpointConfig:
@@ -52,9 +52,8 @@ def test_round_trip(tmp_path: Path) -> None:
 def test_harmonised_model_records_its_reference_and_a_newer_format(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from napari_wsirobust.diagnostics.stain import StainProfile
-    from napari_wsirobust.mil.predict import TrainedHead
-    from napari_wsirobust.stain.harmonise import Harmonisation
+    from napari_wsirobust.mil import TrainedHead
+    from napari_wsirobust.stain import Harmonisation, StainProfile
 
     reference = StainProfile(
         (0.65, 0.70, 0.29), (0.07, 0.99, 0.11), (240.0, 238.0, 242.0), (0.5, 0.3), (1.6, 1.1), 61.0, 9000, 65

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from napari_wsirobust.features.cohort import slide_features
-from napari_wsirobust.mil.predict import TrainedHead
-from napari_wsirobust.mil.workflow import extract_config_for
+from napari_wsirobust.features import slide_features
+from napari_wsirobust.mil import TrainedHead, extract_config_for
 from napari_wsirobust.models import demo_model_dir
 from napari_wsirobust.synthetic import SyntheticSlideSpec, TissueSpec, write_synthetic_slide
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import torch
 
+from napari_wsirobust.mil import SiteStandardiser
 from napari_wsirobust.mil.losses import (
     SiteAdversary,
     adversarial_site_loss,
@@ -19,7 +20,6 @@ from napari_wsirobust.mil.losses import (
     site_moment_loss,
     technical_contrastive_loss,
 )
-from napari_wsirobust.mil.site_norm import SiteStandardiser
 
 
 def test_gradient_reversal_flips_the_site_gradient() -> None:

@@ -5,18 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_wsirobust.mil.metrics import (
+from napari_wsirobust.mil import (
     auc_ovr,
     balanced_accuracy,
-    bootstrap_ci,
     expected_calibration_error,
-    localisation_auc,
-    per_site_auc,
-    roc_auc,
     site_predictability,
     site_probe_chance,
     site_variance_share,
 )
+from napari_wsirobust.mil.metrics import bootstrap_ci, localisation_auc, per_site_auc, roc_auc
 
 
 def test_roc_auc_known_values() -> None:

@@ -10,28 +10,23 @@ import numpy as np
 import pytest
 import torch
 
-from napari_wsirobust.features.cohort import ExtractConfig
-from napari_wsirobust.mil.checkpoint import load_checkpoint
-from napari_wsirobust.mil.data import (
-    Bag,
-    CohortError,
-    CohortRow,
-    CohortTable,
-    read_cohort_table,
-    rescanned_patients,
-)
-from napari_wsirobust.mil.predict import TrainedHead, evaluate
-from napari_wsirobust.mil.train import (
+from napari_wsirobust.cohort import CohortError, CohortRow, CohortTable, read_cohort_table, rescanned_patients
+from napari_wsirobust.features import ExtractConfig
+from napari_wsirobust.mil import (
     DEFAULT_PRESET,
     LOSS_PRESETS,
+    Bag,
     FeatureSource,
     TrainConfig,
+    TrainedHead,
     Trainer,
     TrainingError,
+    evaluate,
+    load_checkpoint,
     resolve_preset,
+    train_table,
     train_to_completion,
 )
-from napari_wsirobust.mil.workflow import train_table
 
 DIM = 16
 

@@ -10,13 +10,14 @@ import pytest
 
 napari = pytest.importorskip("napari")
 
-from napari_wsirobust.analysis.maps import METADATA_KEY  # noqa: E402
-from napari_wsirobust.analysis.models import MODELS  # noqa: E402
-from napari_wsirobust.mil.data import tile_tumour_fraction  # noqa: E402
+from napari_wsirobust.analysis import METADATA_KEY  # noqa: E402
+from napari_wsirobust.mil.bags import tile_tumour_fraction  # noqa: E402
 from napari_wsirobust.mil.metrics import roc_auc  # noqa: E402
-from napari_wsirobust.synthetic.slide import ground_truth_path_for  # noqa: E402
+from napari_wsirobust.synthetic import ground_truth_path_for  # noqa: E402
 from napari_wsirobust.widgets import analyse as analyse_module  # noqa: E402
+from napari_wsirobust.widgets import worker_dock  # noqa: E402
 from napari_wsirobust.widgets.analyse import AnalyseWidget, camera_of  # noqa: E402
+from napari_wsirobust.widgets.model_list import MODELS  # noqa: E402
 
 pytestmark = pytest.mark.napari
 TIMEOUT_MS = 120_000
@@ -26,6 +27,7 @@ TIMEOUT_MS = 120_000
 def setup(make_napari_viewer, analysis_slide: Path, monkeypatch: pytest.MonkeyPatch):
     errors: list[str] = []
     monkeypatch.setattr(analyse_module, "show_error", errors.append)
+    monkeypatch.setattr(worker_dock, "show_error", errors.append)  # errors of the job
     viewer = make_napari_viewer()
     (slide_layer,) = viewer.open(str(analysis_slide), plugin="napari-wsirobust")
     widget = AnalyseWidget(viewer)
@@ -205,7 +207,7 @@ def test_cancel_leaves_no_layers_and_the_widget_usable(
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     assert "Cancelled" in widget._status.value
     assert not _analysis_layers(viewer) and not errors
-    assert widget._run.enabled and not widget._cancel_button.enabled
+    assert widget._run.enabled and not widget._cancel.enabled
     _run(qtbot, widget)
     assert set(_analysis_layers(viewer)) == {"attention", "score", "top_tiles"}
 

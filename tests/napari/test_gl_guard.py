@@ -12,7 +12,7 @@ napari = pytest.importorskip("napari")
 
 from vispy.gloo import glir  # noqa: E402
 
-from napari_wsirobust.widgets import gl_guard  # noqa: E402
+from napari_wsirobust._vispy import gl_guard  # noqa: E402
 
 pytestmark = pytest.mark.napari
 

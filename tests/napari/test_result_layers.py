@@ -10,7 +10,7 @@ napari = pytest.importorskip("napari")
 
 from napari.layers import Image, Shapes  # noqa: E402
 
-from napari_wsirobust.analysis.maps import attention_colormap  # noqa: E402
+from napari_wsirobust.analysis import attention_colormap  # noqa: E402
 from napari_wsirobust.widgets.result_layers import placed_translate, update_steps  # noqa: E402
 
 pytestmark = pytest.mark.napari

@@ -11,9 +11,10 @@ import pytest
 
 napari = pytest.importorskip("napari")
 
-from napari_wsirobust.analysis.maps import METADATA_KEY  # noqa: E402
+from napari_wsirobust.analysis import METADATA_KEY  # noqa: E402
 from napari_wsirobust.synthetic import SyntheticSlideSpec, TissueSpec, write_synthetic_slide  # noqa: E402
 from napari_wsirobust.widgets import robustness as robustness_module  # noqa: E402
+from napari_wsirobust.widgets import worker_dock  # noqa: E402
 from napari_wsirobust.widgets.result_layers import camera_of  # noqa: E402
 from napari_wsirobust.widgets.robustness import RobustnessWidget  # noqa: E402
 
@@ -47,6 +48,7 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def setup(make_napari_viewer, cohort, monkeypatch: pytest.MonkeyPatch):
     errors: list[str] = []
     monkeypatch.setattr(robustness_module, "show_error", errors.append)
+    monkeypatch.setattr(worker_dock, "show_error", errors.append)  # errors of the job
     viewer = make_napari_viewer()
     analysed, csv_path = cohort
     (slide_layer,) = viewer.open(str(analysed), plugin="napari-wsirobust")

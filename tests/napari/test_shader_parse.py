@@ -12,7 +12,7 @@ pytest.importorskip("vispy")
 
 from vispy.gloo import program  # noqa: E402
 
-from napari_wsirobust.widgets import shader_parse  # noqa: E402
+from napari_wsirobust._vispy import shader_parse  # noqa: E402
 
 
 def _vispy_parse(code: str) -> dict:

@@ -13,12 +13,13 @@ import torch
 
 napari = pytest.importorskip("napari")
 
-from napari_wsirobust.analysis.models import MODELS  # noqa: E402
-from napari_wsirobust.mil.predict import TrainedHead  # noqa: E402
+from napari_wsirobust.mil import TrainedHead  # noqa: E402
 from napari_wsirobust.synthetic import SyntheticSlideSpec, TissueSpec, write_synthetic_slide  # noqa: E402
 from napari_wsirobust.tiling import Scope  # noqa: E402
 from napari_wsirobust.widgets import train as train_module  # noqa: E402
+from napari_wsirobust.widgets import worker_dock  # noqa: E402
 from napari_wsirobust.widgets.analyse import AnalyseWidget  # noqa: E402
+from napari_wsirobust.widgets.model_list import MODELS  # noqa: E402
 from napari_wsirobust.widgets.train import TrainWidget  # noqa: E402
 
 pytestmark = pytest.mark.napari
@@ -52,6 +53,7 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def setup(make_napari_viewer, cohort, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     errors: list[str] = []
     monkeypatch.setattr(train_module, "show_error", errors.append)
+    monkeypatch.setattr(worker_dock, "show_error", errors.append)  # errors of the job
     viewer = make_napari_viewer()
     opened, csv_path = cohort
     (slide_layer,) = viewer.open(str(opened), plugin="napari-wsirobust")

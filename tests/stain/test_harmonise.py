@@ -8,15 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_wsirobust.diagnostics.stain import estimate_slide_profile
 from napari_wsirobust.encoders import create_encoder
-from napari_wsirobust.features.cache import FeatureCache, cache_key
-from napari_wsirobust.features.pipeline import run_to_completion
+from napari_wsirobust.features import FeatureCache, cache_key, run_to_completion
 from napari_wsirobust.io import open_slide
-from napari_wsirobust.stain.harmonise import (
+from napari_wsirobust.stain import (
     Harmonisation,
     HarmonisationError,
     choose_reference,
+    estimate_slide_profile,
     reference_for_slides,
 )
 from napari_wsirobust.tiling import Scope, TilingConfig, detect_tissue, make_tile_grid, read_tile

@@ -15,13 +15,15 @@ from napari_wsirobust.synthetic import (
     CohortConfig,
     SyntheticSlideSpec,
     TissueSpec,
+    cohort_is_complete,
     generate_cohort,
+    load_ground_truth,
     read_cohort_csv,
     write_synthetic_slide,
 )
-from napari_wsirobust.synthetic.cohort import cohort_is_complete, plan_cohort
+from napari_wsirobust.synthetic.cohort import plan_cohort
 from napari_wsirobust.synthetic.render import concentrations_to_rgb
-from napari_wsirobust.synthetic.slide import load_ground_truth, render_region
+from napari_wsirobust.synthetic.slide import render_region
 from napari_wsirobust.synthetic.tissue import TissueLayout
 
 SMALL = dict(width=768, height=512)

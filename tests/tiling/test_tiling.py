@@ -11,16 +11,20 @@ import tifffile
 from skimage.measure import points_in_poly
 
 from napari_wsirobust.io import MissingMPPWarning, open_slide
-from napari_wsirobust.synthetic import SyntheticSlideSpec, TissueSpec, write_synthetic_slide
-from napari_wsirobust.synthetic.slide import load_ground_truth
+from napari_wsirobust.synthetic import (
+    SyntheticSlideSpec,
+    TissueSpec,
+    load_ground_truth,
+    write_synthetic_slide,
+)
 from napari_wsirobust.tiling import (
+    MissingMPPError,
     Scope,
     TilingConfig,
     detect_tissue,
     make_tile_grid,
     read_tile,
 )
-from napari_wsirobust.tiling.grid import MissingMPPError
 
 
 def test_tissue_found_on_cmu(shared_slides: Path) -> None:

@@ -1,9 +1,23 @@
 """Analysing a slide region with an encoder and a trained MIL head, and what comes out of it (no Qt).
 
-:func:`analyse_region` is the one entry point the Analyse widget, the demo and scripts call;
-:mod:`.maps` turns its result into napari layer data; :mod:`.export` writes GeoJSON/CSV files.
+:func:`analyse_region` is the one entry point the Analyse dock, the demo and scripts call;
+:func:`analysis_layers` turns its result into napari layer data; ``write_*`` export GeoJSON/CSV files.
 """
 
+from __future__ import annotations
+
+from .export import write_geojson, write_slide_predictions_csv, write_tile_csv
+from .maps import (
+    METADATA_KEY,
+    LayerData,
+    analysis_layers,
+    attention_colormap,
+    drift_colormap,
+    grid_image,
+    layer_metadata,
+    tile_rectangles_um,
+)
+from .progress import relay
 from .region import (
     AnalysisError,
     AnalysisProgress,
@@ -12,6 +26,7 @@ from .region import (
     RegionAnalysis,
     Resources,
     analyse_region,
+    percentile_rank,
     visible_rect_um,
 )
 
@@ -19,9 +34,22 @@ __all__ = [
     "AnalysisError",
     "AnalysisProgress",
     "AnalysisRequest",
+    "LayerData",
+    "METADATA_KEY",
     "NoTissueError",
     "RegionAnalysis",
     "Resources",
     "analyse_region",
+    "analysis_layers",
+    "attention_colormap",
+    "drift_colormap",
+    "grid_image",
+    "layer_metadata",
+    "percentile_rank",
+    "relay",
+    "tile_rectangles_um",
     "visible_rect_um",
+    "write_geojson",
+    "write_slide_predictions_csv",
+    "write_tile_csv",
 ]

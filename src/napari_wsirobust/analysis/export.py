@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._atomic import atomic_write_csv, atomic_write_text
+from ..errors import InputError
 from .region import RegionAnalysis
 
 TOP_CLASS = {"name": "Top attention", "color": [0, 255, 102]}
@@ -129,7 +130,7 @@ def write_tile_csv(result: RegionAnalysis, path: str | os.PathLike[str]) -> Path
 def write_slide_predictions_csv(results: Sequence[RegionAnalysis], path: str | os.PathLike[str]) -> Path:
     """One row per analysis: slide, scope, model, tiles, predicted label and each class probability."""
     if not results:
-        raise ValueError("no analyses to export")
+        raise InputError("no analyses to export")
     labels = results[0].label_names
     header = [
         "slide",
@@ -144,7 +145,7 @@ def write_slide_predictions_csv(results: Sequence[RegionAnalysis], path: str | o
     rows = []
     for r in results:
         if r.label_names != labels:
-            raise ValueError("the analyses use models with different labels; export them separately")
+            raise InputError("the analyses use models with different labels; export them separately")
         rows.append(
             [
                 r.slide_name,

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io.geometry import level0_to_world
+from ..io import level0_to_world
 from ..tiling import TileGrid
 from .region import RegionAnalysis
 

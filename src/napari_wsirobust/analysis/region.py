@@ -17,16 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from ..encoders.model import TileEncoder, create_encoder
-from ..features.cache import FeatureCache, cache_key
-from ..features.pipeline import select_device
+from ..encoders import TileEncoder, create_encoder
+from ..errors import WsiRobustError
+from ..features import FeatureCache, cache_key, select_device
 from ..io import WSI, open_slide
-from ..mil.predict import BagPrediction, TrainedHead
+from ..mil import BagPrediction, TrainedHead
 from ..tiling import Scope, TileGrid, TilingConfig, TissueMask, detect_tissue, make_tile_grid
-from .jobs import relay
+from .progress import relay
 
 
-class AnalysisError(RuntimeError):
+class AnalysisError(WsiRobustError, RuntimeError):
     """An analysis cannot run; the message says why and what to do."""
 
 

@@ -28,8 +28,10 @@ from typing import Any
 import numpy as np
 
 from .._atomic import atomic_write_csv, atomic_write_text
-from ..mil.data import Bag
-from ..mil.metrics import (
+from ..errors import InputError
+from ..mil import (
+    Bag,
+    TrainedHead,
     auc_ovr,
     balanced_accuracy,
     expected_calibration_error,
@@ -37,7 +39,6 @@ from ..mil.metrics import (
     site_probe_chance,
     site_variance_share,
 )
-from ..mil.predict import TrainedHead
 from .knn import robustness_index
 
 MAX_TILES = 4000
@@ -121,7 +122,7 @@ def _ri(embeddings: np.ndarray, labels: list[str], sites: list[str], groups: lis
 def diagnose_cohort(head: TrainedHead, bags: list[Bag], seed: int = 0) -> CohortDiagnostics:
     """All cohort metrics for ``head`` on ``bags`` (see the module docstring)."""
     if len(bags) < 2:
-        raise ValueError("need at least two slides to diagnose a cohort")
+        raise InputError("need at least two slides to diagnose a cohort")
     names = head.label_names
     labels = [names[b.label] for b in bags]
     sites = [str(b.row.site) for b in bags]
@@ -188,9 +189,9 @@ def diagnose_cohort_csv(
 ) -> Generator[Any, None, CohortDiagnostics]:
     """Embed (cached) the slides of a cohort CSV (``splits``: only those) and diagnose them with
     ``head``; yields progress per slide. Unlabelled ``reference`` re-scans are left out."""
-    from ..analysis.region import AnalysisProgress
-    from ..mil.data import REFERENCE, CohortError, load_bags, read_cohort_table
-    from ..mil.workflow import extract_config_for
+    from ..analysis import AnalysisProgress
+    from ..cohort import REFERENCE, CohortError, read_cohort_table
+    from ..mil import extract_config_for, load_bags
 
     table = read_cohort_table(cohort_csv, label_names=head.label_names)
     rows = [r for r in table.rows if r.split != REFERENCE and (splits is None or r.split in splits)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..analysis.maps import LayerData, drift_colormap, grid_image, layer_metadata, tile_rectangles_um
+from ..analysis import LayerData, drift_colormap, grid_image, layer_metadata, tile_rectangles_um
 from .whatif import WhatIfResult
 
 

@@ -24,22 +24,27 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.jobs import relay
-from ..analysis.region import (
+from ..analysis import (
     AnalysisProgress,
     AnalysisRequest,
     RegionAnalysis,
     Resources,
     analyse_region,
     percentile_rank,
+    relay,
 )
-from ..features.pipeline import embed_tiles
+from ..errors import InputError
+from ..features import embed_tiles
 from ..io import open_slide
-from ..mil.predict import BagPrediction
-from ..stain.harmonise import BLUR_SAMPLE_TILES  # the same blur calibration sample as harmonisation
+from ..mil import BagPrediction
+from ..stain import (
+    BLUR_SAMPLE_TILES,  # the same blur calibration sample as harmonisation
+    StainProfile,
+    estimate_slide_profile,
+    matching_blur_sigma,
+    transfer_tile,
+)
 from ..tiling import read_tile
-from .stain import StainProfile, estimate_slide_profile
-from .swap import matching_blur_sigma, transfer_tile
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,7 @@ def scanner_whatif(
 ) -> Generator[AnalysisProgress, None, WhatIfResult]:
     """Analyse the scope, then re-render, re-embed and re-predict it under each target profile."""
     if not profiles:
-        raise ValueError("no target profiles: estimate them from a cohort (wsirobust profiles) first")
+        raise InputError("no target profiles: estimate them from a cohort (wsirobust profiles) first")
     resources = resources or Resources()
     base = yield from analyse_region(request, resources)
     assert base.features is not None
@@ -179,7 +184,7 @@ def load_profiles(path: str | Path) -> dict[str, StainProfile]:
             for name, fields in data["profiles"].items()
         }
     except (KeyError, TypeError) as exc:
-        raise ValueError(f"{path} is not a profiles file written by wsirobust: {exc}") from exc
+        raise InputError(f"{path} is not a profiles file written by wsirobust: {exc}") from exc
 
 
 def save_profiles(profiles: Mapping[str, StainProfile], path: str | Path) -> Path:
@@ -200,8 +205,8 @@ def estimate_cohort_profiles(
     cohort_csv: str | Path, out: str | Path
 ) -> Generator[AnalysisProgress, None, Path]:
     """Profile every slide of a cohort CSV, pool them per site and save the JSON; yields per slide."""
-    from ..mil.data import read_cohort_table
-    from .stain import combine_profiles
+    from ..cohort import read_cohort_table
+    from ..stain import combine_profiles
 
     table = read_cohort_table(cohort_csv)
     by_site: dict[str, list[StainProfile]] = {}

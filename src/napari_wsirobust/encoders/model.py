@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .registry import POOL_CLS, POOL_CLS_MEAN, POOL_GLOBAL, EncoderSpec, get_encoder_spec
 from .weights import (
     EncoderWeightsError,
@@ -84,7 +85,7 @@ def _custom_timm_spec(name: str) -> EncoderSpec:
 
     model_name = name.removeprefix(TIMM_PREFIX)
     if model_name not in timm.list_models():
-        raise ValueError(f"timm does not know the model {model_name!r}")
+        raise InputError(f"timm does not know the model {model_name!r}")
     probe = timm.create_model(model_name, pretrained=False, num_classes=0)
     cfg = probe.pretrained_cfg
     return EncoderSpec(

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import InputError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 H_OPTIMUS_MEAN = (0.707223, 0.578729, 0.703617)
@@ -77,7 +79,7 @@ def get_encoder_spec(name: str) -> EncoderSpec:
         return _REGISTRY[name]
     except KeyError:
         valid = ", ".join(list_encoders())
-        raise ValueError(
+        raise InputError(
             f"unknown encoder {name!r}; valid encoders: {valid}, or 'timm:<model name>' with a "
             "local weights file"
         ) from None

@@ -15,12 +15,13 @@ from pathlib import Path
 import torch
 
 from .._fingerprint import file_fingerprint
+from ..errors import WsiRobustError
 from .registry import EncoderSpec
 
 SAFE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
-class EncoderWeightsError(RuntimeError):
+class EncoderWeightsError(WsiRobustError, RuntimeError):
     """Weights are missing, unreadable or do not fit the architecture; the message says what to do."""
 
 

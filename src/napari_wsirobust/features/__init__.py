@@ -1,16 +1,30 @@
-"""Tile embedding pipeline, on-disk feature cache and CLAM/TRIDENT HDF5 interchange (no Qt)."""
+"""Tile embedding pipeline, on-disk feature cache, cohort extraction and CLAM/TRIDENT HDF5
+interchange (no Qt).
+"""
 
-from .cache import FeatureCache, cache_key
-from .h5 import FeatureSet, read_feature_h5, write_feature_h5
-from .pipeline import EmbedProgress, embed_tiles, select_device
+from __future__ import annotations
+
+from .cache import FeatureCache, cache_key, default_cache_dir
+from .cohort import ExtractConfig, encoder_for, extract_cohort, slide_features, slides_from_inputs
+from .h5 import FeatureFileError, FeatureSet, read_feature_h5, write_feature_h5
+from .pipeline import EmbedProgress, embed_batch, embed_tiles, run_to_completion, select_device
 
 __all__ = [
     "EmbedProgress",
+    "ExtractConfig",
     "FeatureCache",
+    "FeatureFileError",
     "FeatureSet",
     "cache_key",
+    "default_cache_dir",
+    "embed_batch",
     "embed_tiles",
+    "encoder_for",
+    "extract_cohort",
     "read_feature_h5",
+    "run_to_completion",
     "select_device",
+    "slide_features",
+    "slides_from_inputs",
     "write_feature_h5",
 ]

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..encoders import TileEncoder
-from ..stain import ScannerAugmentation
-from ..stain.harmonise import Harmonisation
+from ..errors import InputError
+from ..stain import Harmonisation, ScannerAugmentation
 from ..tiling import Scope, TileGrid, TilingConfig, TissueMaskConfig, detect_tissue, make_tile_grid
 from .cache import FeatureCache, cache_key, feature_attrs
 from .h5 import FeatureSet, write_feature_h5
@@ -54,7 +54,7 @@ class SlideResult:
 
 
 @lru_cache(maxsize=2)
-def _encoder(name: str, weights: str | None, allow_hub: bool, device: str):  # type: ignore[no-untyped-def]
+def encoder_for(name: str, weights: str | None, allow_hub: bool, device: str):  # type: ignore[no-untyped-def]
     """One encoder per worker process, reused across its slides."""
     from ..encoders import create_encoder
     from .pipeline import select_device
@@ -102,8 +102,8 @@ def slide_features(
 
     harmonise = config.harmonise
     if harmonise is not None and any(v is not None for v in views):
-        raise ValueError("scanner-swapped views of harmonised slides are not supported")
-    encoder = _encoder(config.encoder, config.weights, config.allow_hub, config.device)
+        raise InputError("scanner-swapped views of harmonised slides are not supported")
+    encoder = encoder_for(config.encoder, config.weights, config.allow_hub, config.device)
     info = encoder.info
     cache = FeatureCache(config.cache_dir)
     out: list[SlideFeatures] = []
@@ -145,7 +145,7 @@ def extract_one(path: str, config: ExtractConfig) -> SlideResult:
         assert result is not None
         cached = all(r.from_cache for r in result)
         plain = result[0]
-        encoder = _encoder(config.encoder, config.weights, config.allow_hub, config.device)
+        encoder = encoder_for(config.encoder, config.weights, config.allow_hub, config.device)
         if config.h5_dir:
             write_feature_h5(
                 Path(config.h5_dir) / f"{Path(path).stem}.h5",
@@ -175,7 +175,7 @@ def slides_from_inputs(inputs: Sequence[str]) -> list[str]:
             with open(p, newline="") as fh:
                 reader = csv.DictReader(fh)
                 if "path" not in (reader.fieldnames or []):
-                    raise ValueError(f"{p}: a slide list CSV needs a 'path' column")
+                    raise InputError(f"{p}: a slide list CSV needs a 'path' column")
                 for row in reader:
                     q = Path(row["path"])
                     paths.append(str(q if q.is_absolute() else (p.parent / q).resolve()))

@@ -13,10 +13,12 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ..errors import WsiRobustError
+
 COMPLETE_ATTR = "wsirobust_complete"
 
 
-class FeatureFileError(ValueError):
+class FeatureFileError(WsiRobustError, ValueError):
     """A feature file is unreadable, truncated or lacks the expected datasets."""
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..encoders import TileEncoder
+from ..errors import InputError
 from ..io import WSI
 from ..stain import TileTransform
 from ..tiling import TileGrid, read_tile
@@ -47,7 +48,7 @@ def select_device(preference: str = "auto") -> torch.device:
     if preference != "auto":
         device = torch.device(preference)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but no CUDA GPU is available")
+            raise InputError("device 'cuda' requested but no CUDA GPU is available")
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -101,7 +102,7 @@ def embed_tiles(
     ``transform(tile, row, col)`` (e.g. a scanner-swapped view) is applied to each tile after reading.
     """
     if grid.config.tile_size != encoder.spec.input_size:
-        raise ValueError(
+        raise InputError(
             f"tiles are {grid.config.tile_size} px but {encoder.spec.name} expects "
             f"{encoder.spec.input_size} px; tile with tile_size={encoder.spec.input_size}"
         )

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..errors import WsiRobustError
 
-class SlideError(Exception):
+
+class SlideError(WsiRobustError):
     """Base class of every slide access problem; ``path`` is the offending file."""
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:

@@ -19,6 +19,7 @@ import dask.array as da
 import numpy as np
 
 from .._fingerprint import file_fingerprint
+from ..errors import InputError
 from .errors import MissingMPPWarning, NotASlideError, SlideNotFoundError, SlideReadError
 
 SUPPORTED_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif", ".qptiff")
@@ -87,7 +88,7 @@ def _normalise_override(mpp: float | tuple[float, float] | None) -> tuple[float,
         x = y = float(mpp)
     lo, hi = PLAUSIBLE_MPP_RANGE
     if not (lo <= x <= hi and lo <= y <= hi):
-        raise ValueError(f"MPP override must be within {lo}..{hi} µm/px, got {mpp}")
+        raise InputError(f"MPP override must be within {lo}..{hi} µm/px, got {mpp}")
     return x, y
 
 
@@ -314,7 +315,7 @@ class WSI:
             raise IndexError(f"level {level} out of range 0..{self.level_count - 1}")
         w, h = int(size[0]), int(size[1])
         if w <= 0 or h <= 0:
-            raise ValueError(f"region size must be positive, got {size}")
+            raise InputError(f"region size must be positive, got {size}")
         # OpenSlide's convention: one downsample per level (mean of x and y), floored.
         ds = sum(self.level_downsample(level)) / 2.0
         x0, y0 = int(location[0] / ds), int(location[1] / ds)

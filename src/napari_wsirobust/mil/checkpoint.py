@@ -27,6 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
+from ..errors import WsiRobustError
 from .model import GatedAttentionMIL
 
 # 1: features of the slides as scanned; 2: adds ``harmonise`` (tiles re-rendered into a reference profile
@@ -41,7 +42,7 @@ EXTRA_PREFIX = "extra."
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(WsiRobustError, ValueError):
     """A checkpoint is missing, unsafe, damaged or does not fit the features it is given."""
 
 

@@ -16,10 +16,11 @@ import numpy as np
 import torch
 
 from .._atomic import atomic_write_csv
-from ..stain.harmonise import Harmonisation
+from ..errors import InputError
+from ..stain import Harmonisation
 from ..tiling import TilingConfig
+from .bags import Bag
 from .checkpoint import CheckpointConfig, load_checkpoint_with_extras
-from .data import Bag
 from .metrics import (
     auc_ovr,
     balanced_accuracy,
@@ -77,12 +78,12 @@ class TrainedHead:
     def predict(self, features: np.ndarray, site: str | None = None) -> BagPrediction:
         """Predict one bag of (N, D) features; ``site`` selects the per-site standardisation."""
         if features.ndim != 2 or features.shape[1] != self.config.embed_dim:
-            raise ValueError(
+            raise InputError(
                 f"expected (N, {self.config.embed_dim}) features from {self.config.encoder_name}, "
                 f"got {features.shape}"
             )
         if len(features) == 0:
-            raise ValueError("no tiles to predict on (no tissue in the chosen scope?)")
+            raise InputError("no tiles to predict on (no tissue in the chosen scope?)")
         x = features.astype(np.float32)
         if self.standardiser is not None:
             x = self.standardiser.transform(x, site or "")

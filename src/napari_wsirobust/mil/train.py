@@ -39,8 +39,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..cohort import NO_RESCANS, REFERENCE, CohortRow, rescanned_patients
+from ..errors import WsiRobustError
+from .bags import Bag
 from .checkpoint import CheckpointConfig, HeadConfig, save_checkpoint
-from .data import NO_RESCANS, REFERENCE, Bag, CohortRow, rescanned_patients
 from .losses import (
     SiteAdversary,
     adversarial_site_loss,
@@ -56,7 +58,7 @@ from .model import GatedAttentionMIL
 from .site_norm import SiteStandardiser
 
 
-class TrainingError(ValueError):
+class TrainingError(WsiRobustError, ValueError):
     """Training cannot start with the data or configuration given."""
 
 

@@ -14,34 +14,24 @@ from typing import Any
 
 import numpy as np
 
-from ..features.cohort import ExtractConfig, _encoder, extract_cohort, slide_features
-from ..stain import ScannerAugmentation
-from ..stain.harmonise import HarmonisationError, reference_for_slides
-from .annotations import SlideAnnotations
-from .data import (
+from ..cohort import (
     NO_RESCANS,
     REFERENCE,
     TRAIN,
     VAL,
-    Bag,
     CohortError,
     CohortRow,
     CohortTable,
-    load_bags,
+    SlideAnnotations,
     read_cohort_table,
     rescanned_patients,
 )
+from ..features import ExtractConfig, encoder_for, extract_cohort, slide_features
+from ..stain import HarmonisationError, ScannerAugmentation, reference_for_slides
+from .bags import Bag, load_bags
 from .metrics import auc_ovr, balanced_accuracy
 from .predict import BagPrediction, TrainedHead
-from .train import (
-    EpochReport,
-    FeatureSource,
-    LossConfig,
-    TrainConfig,
-    Trainer,
-    TrainingError,
-    TrainResult,
-)
+from .train import EpochReport, FeatureSource, LossConfig, TrainConfig, Trainer, TrainingError, TrainResult
 
 
 @dataclass(frozen=True)
@@ -54,7 +44,7 @@ class Stage:
 
 
 def feature_source(extract: ExtractConfig) -> FeatureSource:
-    encoder = _encoder(extract.encoder, extract.weights, extract.allow_hub, extract.device)
+    encoder = encoder_for(extract.encoder, extract.weights, extract.allow_hub, extract.device)
     return FeatureSource(
         encoder.info.name,
         encoder.info.embed_dim,
@@ -253,7 +243,7 @@ def extract_config_for(head: TrainedHead, cache_dir: str | None, device: str = "
 
 
 def _default_cache() -> Path:
-    from ..features.cache import default_cache_dir
+    from ..features import default_cache_dir
 
     return default_cache_dir()
 

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from ..synthetic.profiles import EOSIN_OD, HEMATOXYLIN_OD
+from ..synthetic import EOSIN_OD, HEMATOXYLIN_OD
 
 TileTransform = Callable[[np.ndarray, int, int], np.ndarray]
 LN10 = float(np.log(10.0))

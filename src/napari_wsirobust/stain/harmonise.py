@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..diagnostics.stain import StainProfile
+from ..errors import WsiRobustError
 from .augment import TileTransform
+from .profile import StainProfile
 
 if TYPE_CHECKING:
     from ..io import WSI
@@ -42,7 +43,7 @@ BLUR_SAMPLE_TILES = 16
 PROFILE_TILES = 48
 
 
-class HarmonisationError(ValueError):
+class HarmonisationError(WsiRobustError, ValueError):
     """A harmonisation reference cannot be built or read."""
 
 
@@ -126,7 +127,7 @@ class Harmonisation:
 
     def for_slide(self, slide: WSI) -> TileTransform:
         """The transform for every tile of ``slide`` (``transform(tile, row, col)`` -> tile)."""
-        from ..diagnostics.swap import transfer_tile
+        from .transfer import transfer_tile
 
         plan = self.plan_for(slide)
         reference = self.reference
@@ -155,9 +156,9 @@ def _floats(values: Any, n: int) -> tuple[float, ...]:
 
 
 def _plan_slide(slide: WSI, reference: StainProfile) -> SlidePlan:
-    from ..diagnostics.stain import estimate_open_slide_profile
-    from ..diagnostics.swap import matching_blur_sigma
     from ..tiling import TilingConfig, detect_tissue, make_tile_grid, read_tile
+    from .profile import estimate_open_slide_profile
+    from .transfer import matching_blur_sigma
 
     source = estimate_open_slide_profile(slide, n_tiles=PROFILE_TILES)
     grid = make_tile_grid(slide, TilingConfig(), tissue=detect_tissue(slide))
@@ -185,7 +186,7 @@ def reference_for_slides(
 ) -> Harmonisation:
     """Profile up to ``per_site`` slides of each site (in the order given) and choose the reference
     (:func:`choose_reference`; ``site`` "auto" or None: the least sharp site)."""
-    from ..diagnostics.stain import ProfileError, estimate_site_profiles
+    from .profile import ProfileError, estimate_site_profiles
 
     chosen = {name: list(paths)[:per_site] for name, paths in slides_by_site.items()}
     try:

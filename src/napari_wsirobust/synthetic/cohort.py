@@ -33,9 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError, WsiRobustError
 from .profiles import SCANNER_PROFILES, get_profile
 from .slide import SyntheticSlideSpec, ground_truth_path_for, write_synthetic_slide
 from .tissue import TissueSpec
+
+
+class CohortExistsError(WsiRobustError, FileExistsError):
+    """The output folder holds a cohort generated with other settings."""
+
 
 COHORT_CSV = "cohort.csv"
 COHORT_JSON = "cohort.json"
@@ -84,18 +90,18 @@ class CohortConfig:
         for s in self.scanners:
             get_profile(s)
         if self.confounded_scanner not in self.scanners:
-            raise ValueError("confounded_scanner must be one of the cohort's scanners")
+            raise InputError("confounded_scanner must be one of the cohort's scanners")
         if len(self.scanners) < 2:
-            raise ValueError("a multi-scanner cohort needs at least two scanners")
+            raise InputError("a multi-scanner cohort needs at least two scanners")
         if not 0.5 <= self.confound <= 1.0:
-            raise ValueError("confound must be within 0.5..1.0")
+            raise InputError("confound must be within 0.5..1.0")
         if not 0 <= self.rescanned_train_patients <= self.patients_train // 2:
-            raise ValueError(
+            raise InputError(
                 f"rescanned_train_patients must be within 0..{self.patients_train // 2} "
                 "(per label, at most the training patients of that label)"
             )
         if not 0 <= self.reference_patients <= 50:
-            raise ValueError("reference_patients must be within 0..50 (per label)")
+            raise InputError("reference_patients must be within 0..50 (per label)")
 
     def identity(self) -> str:
         """Hash of everything that changes the generated pixels (not the worker count)."""
@@ -238,7 +244,7 @@ def generate_cohort(
             old = None
         if old != cfg.identity():
             if not force:
-                raise FileExistsError(
+                raise CohortExistsError(
                     f"{out} holds a cohort generated with other settings; "
                     "choose another folder or pass force=True (--force) to regenerate it"
                 )
@@ -301,7 +307,7 @@ def read_cohort_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
         reader = csv.DictReader(fh)
         missing = {"path", "label", "scanner", "patient", "split"} - set(reader.fieldnames or [])
         if missing:
-            raise ValueError(f"{path}: cohort CSV lacks column(s) {sorted(missing)}")
+            raise InputError(f"{path}: cohort CSV lacks column(s) {sorted(missing)}")
         rows = list(reader)
     for row in rows:
         for key in ("path", "ground_truth"):

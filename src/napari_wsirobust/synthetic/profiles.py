@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import InputError
+
 # Ruifrok & Johnston optical-density vectors (unit length) for haematoxylin and eosin.
 HEMATOXYLIN_OD = (0.650, 0.704, 0.286)
 EOSIN_OD = (0.072, 0.990, 0.105)
@@ -56,9 +58,9 @@ class ScannerProfile:
         object.__setattr__(self, "hematoxylin_od", _unit(self.hematoxylin_od))
         object.__setattr__(self, "eosin_od", _unit(self.eosin_od))
         if not 1 <= self.jpeg_quality <= 100:
-            raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+            raise InputError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
         if self.gamma <= 0:
-            raise ValueError(f"gamma must be positive, got {self.gamma}")
+            raise InputError(f"gamma must be positive, got {self.gamma}")
 
     @property
     def stain_matrix(self) -> np.ndarray:
@@ -142,4 +144,4 @@ def get_profile(name: str | ScannerProfile) -> ScannerProfile:
         return SCANNER_PROFILES[name]
     except KeyError:
         valid = ", ".join(sorted(SCANNER_PROFILES))
-        raise ValueError(f"unknown scanner profile {name!r}; valid profiles: {valid}") from None
+        raise InputError(f"unknown scanner profile {name!r}; valid profiles: {valid}") from None

@@ -11,10 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import WsiRobustError
 from .profiles import ScannerProfile, get_profile
 from .render import blur_margin_px, concentrations_to_rgb, noise_generator
 from .tissue import TissueLayout, TissueSpec
 from .writer import TILE, write_pyramid_from_bands
+
+
+class GroundTruthError(WsiRobustError, FileNotFoundError):
+    """A synthetic slide's ground-truth file is missing."""
+
 
 GROUND_TRUTH_SUFFIX = ".gt.npz"
 DESCRIPTION_KEY = "napari-wsirobust-synthetic"
@@ -144,7 +150,7 @@ def load_ground_truth(slide_path: str | os.PathLike[str]) -> GroundTruth:
     """Read the ``.gt.npz`` written beside a synthetic slide (no pickle involved)."""
     gt_path = ground_truth_path_for(slide_path)
     if not gt_path.exists():
-        raise FileNotFoundError(f"no ground truth for {slide_path}: expected {gt_path}")
+        raise GroundTruthError(f"no ground truth for {slide_path}: expected {gt_path}")
     return read_ground_truth_file(gt_path)
 
 

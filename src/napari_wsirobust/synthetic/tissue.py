@@ -13,6 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
+from ..errors import InputError
 from .fields import sample_rows, smooth_noise, soft_threshold
 
 FIELD_STEP_UM = 8.0  # physical size of one cell of the low-resolution layout fields
@@ -55,15 +56,15 @@ class TissueSpec:
 
     def __post_init__(self) -> None:
         if self.width < 64 or self.height < 64:
-            raise ValueError(f"slide must be at least 64x64 pixels, got {self.width}x{self.height}")
+            raise InputError(f"slide must be at least 64x64 pixels, got {self.width}x{self.height}")
         if not 0.05 <= self.mpp <= 10:
-            raise ValueError(f"mpp must be within 0.05..10 µm/px, got {self.mpp}")
+            raise InputError(f"mpp must be within 0.05..10 µm/px, got {self.mpp}")
         if not 0.05 <= self.tissue_coverage <= 0.95:
-            raise ValueError("tissue_coverage must be within 0.05..0.95")
+            raise InputError("tissue_coverage must be within 0.05..0.95")
         if not 0.0 < self.tumour_fraction <= 0.9:
-            raise ValueError("tumour_fraction must be within (0, 0.9]")
+            raise InputError("tumour_fraction must be within (0, 0.9]")
         if not 0.0 < self.atypia <= 1.0:
-            raise ValueError("atypia must be within (0, 1]")
+            raise InputError("atypia must be within (0, 1]")
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image
 from skimage.measure import points_in_poly
 
-from ..io import WSI, SlideError
-from ..io.geometry import level0_to_world
+from ..errors import InputError
+from ..io import WSI, SlideError, level0_to_world
 from .tissue import TissueMask
 
 
@@ -38,13 +38,13 @@ class TilingConfig:
 
     def __post_init__(self) -> None:
         if self.tile_size < 8:
-            raise ValueError(f"tile_size must be at least 8 px, got {self.tile_size}")
+            raise InputError(f"tile_size must be at least 8 px, got {self.tile_size}")
         if not 0.05 <= self.target_mpp <= 50:
-            raise ValueError(f"target_mpp must be within 0.05..50 µm/px, got {self.target_mpp}")
+            raise InputError(f"target_mpp must be within 0.05..50 µm/px, got {self.target_mpp}")
         if not 0 <= self.overlap < self.tile_size:
-            raise ValueError("overlap must be within 0..tile_size-1")
+            raise InputError("overlap must be within 0..tile_size-1")
         if not 0.0 <= self.min_tissue_fraction <= 1.0:
-            raise ValueError("min_tissue_fraction must be within 0..1")
+            raise InputError("min_tissue_fraction must be within 0..1")
 
     def identity(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -66,13 +66,13 @@ class Scope:
 
     def __post_init__(self) -> None:
         if self.kind not in ("whole", "rect", "polygons"):
-            raise ValueError(f"scope kind must be whole, rect or polygons, got {self.kind!r}")
+            raise InputError(f"scope kind must be whole, rect or polygons, got {self.kind!r}")
         if self.kind == "rect" and (self.rect_um is None or len(self.rect_um) != 4):
-            raise ValueError("a rect scope needs rect_um = (y0, x0, y1, x1) in µm")
+            raise InputError("a rect scope needs rect_um = (y0, x0, y1, x1) in µm")
         if self.kind == "polygons":
             polys = tuple(np.asarray(p, dtype=np.float64) for p in self.polygons_um)
             if not polys or any(p.ndim != 2 or p.shape[1] != 2 or len(p) < 3 for p in polys):
-                raise ValueError("a polygons scope needs at least one (N >= 3, 2) vertex array")
+                raise InputError("a polygons scope needs at least one (N >= 3, 2) vertex array")
             object.__setattr__(self, "polygons_um", polys)
 
     @classmethod

@@ -7,7 +7,6 @@ only builds the request from the viewer and puts the result into layers (updated
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,45 +14,42 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import (
     ComboBox,
-    Container,
     FileEdit,
     Label,
-    ProgressBar,
     PushButton,
     RadioButtons,
     SpinBox,
 )
 from napari.utils.notifications import show_error, show_info
 
-from ..analysis import AnalysisRequest, RegionAnalysis, Resources, analyse_region
-from ..analysis.export import write_geojson, write_slide_predictions_csv, write_tile_csv
-from ..analysis.jobs import Outcome, guarded
-from ..analysis.maps import METADATA_KEY, analysis_layers
-from ..analysis.models import MODELS
-from ..io.slide import LAYER_METADATA_KEY
-from .dock_lifetime import call_when_undocked
-from .gl_guard import guard_gl_program_deletion
-from .gui_steps import steps_held_while_moving
+from ..analysis import (
+    METADATA_KEY,
+    AnalysisRequest,
+    RegionAnalysis,
+    Resources,
+    analyse_region,
+    analysis_layers,
+    write_geojson,
+    write_slide_predictions_csv,
+    write_tile_csv,
+)
+from ..errors import InputError, WsiRobustError
+from ..io import LAYER_METADATA_KEY
 from .layer_geometry import slide_origin_um
+from .model_list import MODELS
 from .result_layers import (
     SCOPES,
-    add_quietly,
     build_layer,
     camera_of,
     closed_slide_message,
-    drawn_layer_choices,
     find_layer,
-    placed_translate,
-    queue_in_place_update,
     remove_stale,
     scope_for,
-    slide_choices,
     slide_layer_for,
     warm_up_glyphs,
     warm_up_layers,
 )
-from .shader_parse import install_fast_shader_parse
-from .view_motion import ViewMotion
+from .worker_dock import WorkerDock
 
 if TYPE_CHECKING:
     import napari
@@ -61,26 +57,19 @@ if TYPE_CHECKING:
 OWN_ENCODER = "the model's encoder"
 
 
-class AnalyseWidget(Container):
+class AnalyseWidget(WorkerDock):
     """Pick slide, model, encoder and scope; Run; see and export the result."""
 
-    def __init__(self, viewer: napari.Viewer) -> None:
-        from ..encoders.model import import_backends
+    busy_message = "An analysis is already running; cancel it first."
+    cancelled_message = "Cancelled: no layers were changed."
 
-        import_backends()  # import timm on the main thread, safely (see import_backends)
+    def __init__(self, viewer: napari.Viewer) -> None:
+        super().__init__(viewer)
         warm_up_layers()
         warm_up_glyphs(viewer)
-        guard_gl_program_deletion()  # removing layers must not crash napari on Mesa (see gl_guard)
-        install_fast_shader_parse()  # new overlays' first paints: see shader_parse
-        self._viewer = viewer
         self._resources = Resources()
         self._results: dict[str, RegionAnalysis] = {}  # slide path -> latest analysis
-        self._worker: Any = None
-        self._cancel = threading.Event()
         self._top_index = -1
-        self._motion = ViewMotion(camera_of(viewer))
-        # layer changes, one per event-loop turn, each held while the user pans or zooms
-        self._steps = steps_held_while_moving(self._motion, self._finish_if_idle, self._say)
 
         self._slide = ComboBox(label="Slide layer", choices=self._slide_choices)
         self._model = ComboBox(label="MIL model", choices=lambda _w=None: MODELS.names())
@@ -92,52 +81,33 @@ class AnalyseWidget(Container):
         self._shapes = ComboBox(label="Shapes layer", choices=self._shapes_choices, nullable=True)
         self._top_k = SpinBox(label="Top tiles", value=8, min=1, max=100)
         self._run = PushButton(text="Analyse")
-        self._cancel_button = PushButton(text="Cancel", enabled=False)
-        self._progress = ProgressBar(label="Progress", value=0, max=1, visible=False)
-        self._status = Label(value="")
         self._result_label = Label(value="No analysis yet.")
+        self._result_label.native.setWordWrap(True)
         self._previous = PushButton(text="◀ Previous top tile")
         self._next = PushButton(text="Next top tile ▶")
         self._export_dir = FileEdit(label="Export folder", mode="d", value=str(Path.home()))
         self._export = PushButton(text="Export GeoJSON + CSVs + PNG")
-        super().__init__(
-            widgets=[
+        self.lay_out(
+            [
                 self._slide, self._model, self._model_dir, self._load_model, self._encoder, self._device,
-                self._scope, self._shapes, self._top_k, self._run, self._cancel_button, self._progress,
+                self._scope, self._shapes, self._top_k, self._run, self._cancel, self._progress,
                 self._status, self._result_label, self._previous, self._next, self._export_dir,
                 self._export,
-            ]
+            ],
+            run_buttons=[self._run],
         )  # fmt: skip
-        self._undock_watcher = call_when_undocked(self.native, self.cancel)
-        for label in (self._status, self._result_label):
-            label.native.setWordWrap(True)  # long messages wrap instead of widening the dock
         self._run.changed.connect(self.run)
-        self._cancel_button.changed.connect(self.cancel)
         self._load_model.changed.connect(self._on_load_model)
         self._previous.changed.connect(lambda _v=None: self.step_top_tile(-1))
         self._next.changed.connect(lambda _v=None: self.step_top_tile(+1))
         self._export.changed.connect(lambda _v=None: self.export(Path(str(self._export_dir.value))))
-        viewer.layers.events.inserted.connect(self._refresh_choices)
-        viewer.layers.events.removed.connect(self._refresh_choices)
         MODELS.changed.connect(self._refresh_models)
 
     # -- choices --------------------------------------------------------------------------------
-    def _slide_choices(self, _w: Any = None) -> list[tuple[str, Any]]:
-        return slide_choices(self._viewer)
-
-    def _shapes_choices(self, _w: Any = None) -> list[tuple[str, Any]]:
-        import napari
-
-        return drawn_layer_choices(self._viewer, (napari.layers.Shapes,))
-
     def _encoder_choices(self, _w: Any = None) -> list[str]:
         from ..encoders import list_encoders
 
         return [OWN_ENCODER, *list_encoders()]
-
-    def _refresh_choices(self, _event: Any = None) -> None:
-        self._slide.reset_choices()
-        self._shapes.reset_choices()
 
     def _refresh_models(self) -> None:
         try:
@@ -155,18 +125,13 @@ class AnalyseWidget(Container):
         show_info(f"model {name!r} added")
 
     # -- running --------------------------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        """True while the worker runs or its layers are still being put into the viewer."""
-        return self._worker is not None or self._steps.busy
-
     def build_request(self) -> AnalysisRequest:
-        """The request for the current choices (raises ValueError with a message when incomplete)."""
+        """The request for the current choices (raises :class:`InputError` saying what is missing)."""
         layer = self._slide.value
         if layer is None:
-            raise ValueError("Open a slide first (File > Open, or the Slide info widget).")
+            raise InputError("Open a slide first (File > Open, or the Slide info widget).")
         if self._model.value is None:
-            raise ValueError("Choose a MIL model (or add a saved model folder).")
+            raise InputError("Choose a MIL model (or add a saved model folder).")
         meta = layer.metadata[LAYER_METADATA_KEY]
         mpp = (meta["mpp_x"], meta["mpp_y"]) if meta.get("mpp_source") == "override" else None
         encoder = None if self._encoder.value == OWN_ENCODER else self._encoder.value
@@ -182,79 +147,32 @@ class AnalyseWidget(Container):
     def run(self, _v: Any = None) -> Any:
         """Start an analysis in a worker thread; returns the worker (None when refused)."""
         if self.running:
-            show_info("An analysis is already running; cancel it first.")
+            show_info(self.busy_message)
             return None
         try:
             request = self.build_request()
-        except (ValueError, KeyError) as exc:
-            message = str(exc).strip("'\"")
-            self._status.value = f"Not started: {message}"
-            show_error(message)
+        except WsiRobustError as exc:
+            self.refuse(exc)
             return None
-        from napari.qt.threading import create_worker
-
-        self._cancel = threading.Event()
-        job = guarded(analyse_region(request, self._resources), self._cancel)
         top_k, base = int(self._top_k.value), self._slide.value.name
 
-        def work() -> Any:
-            outcome = yield from job
-            layers: list[Any] = []
-            if outcome.ok:  # layer data and new layer objects are built here, off the GUI thread
-                try:
-                    layers = [
-                        (data, kwargs, kind, build_layer(data, kwargs, kind))
-                        for data, kwargs, kind in analysis_layers(outcome.value, top_k, name=base)
-                    ]
-                except ValueError as exc:
-                    outcome = Outcome(error=f"Cannot show the result: {exc}")
-            return outcome, layers
+        def prepare(result: RegionAnalysis) -> tuple[RegionAnalysis, list[Any]]:
+            """Layer data and new layer objects, built in the worker, off the GUI thread."""
+            items = analysis_layers(result, top_k, name=base)
+            return result, [(item, build_layer(*item)) for item in items]
 
-        worker = create_worker(work)
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(self._on_returned)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self._set_running(True, f"Analysing {Path(request.slide_path).name} ({request.scope.kind}) ...")
-        worker.start()
-        return worker
+        job = analyse_region(request, self._resources)
+        message = f"Analysing {Path(request.slide_path).name} ({request.scope.kind}) ..."
+        return self.start(job, self._show, message, prepare)
 
-    def cancel(self, _v: Any = None) -> None:
-        if self.running:
-            self._cancel.set()
-            self._status.value = "Cancelling ..."
-
-    def _set_running(self, running: bool, message: str = "") -> None:
-        self._run.enabled = not running
-        self._cancel_button.enabled = running
-        self._progress.visible = running
-        self._progress.value = 0
-        if message:
-            self._status.value = message
-
-    def _on_progress(self, progress: Any) -> None:
-        total = max(1, int(progress.total))
-        self._progress.max = total
-        self._progress.value = min(int(progress.done), total)
-        if progress.message:
-            self._status.value = progress.message
-
-    def _on_returned(self, returned: tuple[Outcome[RegionAnalysis], list[Any]]) -> None:
-        outcome, layers = returned
-        if outcome.cancelled:
-            self._status.value = "Cancelled: no layers were changed."
-            return
-        if outcome.error or outcome.value is None:
-            self._status.value = "Failed (see the notification)."
-            show_error(outcome.error or "the analysis produced no result")
-            return
-        result = outcome.value
+    def _show(self, prepared: tuple[RegionAnalysis, list[Any]]) -> None:
+        result, layers = prepared
         slide_layer = slide_layer_for(self._viewer, result.request.slide_path)
         if slide_layer is None:
             self._status.value = closed_slide_message(result.request.slide_path)
             return
         self._results[result.request.slide_path] = result
-        self._steps.run([*self._layer_steps(result, layers, slide_layer), lambda: self._report(result)])
+        self.put_steps([*self._layer_steps(result, layers, slide_layer), lambda: self._report(result)])
 
     def _report(self, result: RegionAnalysis) -> None:
         probs = ", ".join(f"{n} {p:.2f}" for n, p in zip(result.label_names, result.prediction.probabilities))
@@ -267,17 +185,6 @@ class AnalyseWidget(Container):
             f"{len(result.grid) - result.n_embedded} from the cache."
         )
 
-    def _on_finished(self) -> None:
-        self._worker = None
-        self._finish_if_idle()
-
-    def _say(self, message: str) -> None:
-        self._status.value = message
-
-    def _finish_if_idle(self) -> None:
-        if not self.running:
-            self._set_running(False)
-
     # -- layers ---------------------------------------------------------------------------------
     def _find_layer(self, slide_path: str, kind: str) -> Any:
         return find_layer(self._viewer, slide_path, kind)
@@ -289,7 +196,7 @@ class AnalyseWidget(Container):
         slide, not necessarily the one the widget shows now), then removal of stale ones."""
         offset = slide_origin_um(slide_layer)
         steps: list[Callable[[], None]] = []
-        wanted = {kwargs["metadata"][METADATA_KEY]["kind"] for _, kwargs, _, _ in layers}
+        wanted = {kwargs["metadata"][METADATA_KEY]["kind"] for (_, kwargs, _), _ in layers}
         for item in layers:
             steps.append(lambda item=item: self._put_layer(result, item, offset))
 
@@ -302,23 +209,11 @@ class AnalyseWidget(Container):
         return [*steps, finish]
 
     def _put_layer(self, result: RegionAnalysis, item: tuple[Any, ...], offset: np.ndarray) -> None:
-        """Put one (data, kwargs, kind, built layer) from the worker into the viewer. An existing layer
-        of that kind is updated in place, one :func:`update_steps` step per event-loop turn. A new
-        layer that should be shown is inserted hidden and shown one turn later, so inserting it and
-        its first paint (texture upload, shader compilation) never block the same turn."""
-        data, kwargs, layer_type, built = item
-        if queue_in_place_update(
-            self._steps, self._viewer, result.request.slide_path, data, kwargs, layer_type, offset
-        ):
-            return
-        layer = built if built is not None else build_layer(data, kwargs, layer_type)
-        layer.translate = placed_translate(kwargs, offset)
-        if kwargs.get("visible", True):
-            layer.visible = False
-            # a hidden new layer is consistent, so showing it may wait for a still view too
-            self._steps.push_front([lambda: setattr(layer, "visible", True)], may_wait=True)
-        add_quietly(self._viewer, layer)
-        if layer_type == "shapes":
+        """Put one ((data, kwargs, kind), built layer) from the worker into the viewer; a new top-tiles
+        layer gets its selection and key bindings."""
+        data_kwargs_kind, built = item
+        layer = self.put_result_layer(result.request.slide_path, data_kwargs_kind, offset, built)
+        if layer is not None and data_kwargs_kind[2] == "shapes":
             layer.events.highlight.connect(self._on_top_tile_selected)
             layer.bind_key(".", lambda _ly: self.step_top_tile(+1), overwrite=True)
             layer.bind_key(",", lambda _ly: self.step_top_tile(-1), overwrite=True)

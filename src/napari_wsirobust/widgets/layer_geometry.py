@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ..mil.annotations import AnnotationError, LabelMask, Region, SlideAnnotations, parse_value_labels
+from ..cohort import AnnotationError, LabelMask, Region, SlideAnnotations, parse_value_labels
+from ..errors import InputError
 
 LABEL_FEATURES = ("label", "class", "classification")
 
@@ -26,7 +27,7 @@ def shape_polygon_um(layer: Any, index: int, offset: np.ndarray) -> np.ndarray:
     kind = layer.shape_type[index]
     vertices = np.asarray(layer.data[index], dtype=np.float64)[:, -2:]
     if kind in ("line", "path"):
-        raise ValueError(f"shape {index + 1} of {layer.name!r} is a {kind}, not an area; draw a polygon")
+        raise InputError(f"shape {index + 1} of {layer.name!r} is a {kind}, not an area; draw a polygon")
     if kind == "ellipse":
         centre = vertices.mean(axis=0)
         radii = (vertices.max(axis=0) - vertices.min(axis=0)) / 2

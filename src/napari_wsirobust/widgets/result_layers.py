@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..analysis import visible_rect_um
-from ..analysis.maps import METADATA_KEY
+from ..analysis import METADATA_KEY, visible_rect_um
+from ..errors import InputError
 from ..tiling import Scope
 from .layer_geometry import shapes_to_polygons_um, slide_origin_um
 
@@ -26,7 +26,7 @@ def slide_choices(viewer: Any) -> list[tuple[str, Any]]:
 
 def slide_layer_for(viewer: Any, slide_path: str) -> Any:
     """The viewer's layer showing the slide at ``slide_path`` (None once it has been closed)."""
-    from ..io.slide import LAYER_METADATA_KEY
+    from ..io import LAYER_METADATA_KEY
     from .slide_info import slide_layers
 
     for layer in slide_layers(viewer):
@@ -66,7 +66,7 @@ def scope_for(viewer: Any, kind: str, slide_layer: Any, shapes_layer: Any = None
         y0, x0, y1, x1 = visible_rect_um(tuple(camera.center), tuple(viewer.canvas.size), camera.zoom)
         return Scope.rect(y0 - offset[0], x0 - offset[1], y1 - offset[0], x1 - offset[1])
     if shapes_layer is None or len(shapes_layer.data) == 0:
-        raise ValueError("Draw a polygon or rectangle in a Shapes layer and pick it as the Shapes layer.")
+        raise InputError("Draw a polygon or rectangle in a Shapes layer and pick it as the Shapes layer.")
     return Scope.polygons(shapes_to_polygons_um(shapes_layer, offset))
 
 

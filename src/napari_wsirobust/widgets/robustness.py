@@ -8,8 +8,6 @@ moves the results into layers, tables and a matplotlib canvas.
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +16,6 @@ from magicgui.widgets import (
     Container,
     FileEdit,
     Label,
-    ProgressBar,
     PushButton,
     RadioButtons,
     Table,
@@ -26,58 +23,48 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_info
 
 from .._atomic import atomic_write_csv, atomic_write_text
-from ..analysis import AnalysisError, AnalysisProgress, AnalysisRequest, Resources
-from ..analysis.jobs import Outcome, guarded
-from ..analysis.maps import METADATA_KEY
-from ..analysis.models import MODELS
-from ..diagnostics.cohort import CohortDiagnostics, diagnose_cohort_csv, projection_figure, write_diagnostics
-from ..diagnostics.layers import whatif_layers
-from ..diagnostics.stain import StainProfile
-from ..diagnostics.whatif import WhatIfResult, estimate_cohort_profiles, load_profiles, scanner_whatif
-from ..io.slide import LAYER_METADATA_KEY
-from .dock_lifetime import call_when_undocked
-from .gl_guard import guard_gl_program_deletion
-from .gui_steps import steps_held_while_moving
+from ..analysis import METADATA_KEY, AnalysisRequest, Resources
+from ..diagnostics import (
+    CohortDiagnostics,
+    WhatIfResult,
+    diagnose_cohort_csv,
+    estimate_cohort_profiles,
+    load_profiles,
+    projection_figure,
+    scanner_whatif,
+    whatif_layers,
+    write_diagnostics,
+)
+from ..errors import InputError, WsiRobustError
+from ..io import LAYER_METADATA_KEY
+from ..stain import StainProfile
 from .layer_geometry import slide_origin_um
+from .model_list import MODELS
 from .result_layers import (
     SCOPES,
-    camera_of,
     closed_slide_message,
-    drawn_layer_choices,
-    put_layer,
-    queue_in_place_update,
     remove_stale,
     scope_for,
-    slide_choices,
     slide_layer_for,
 )
-from .shader_parse import install_fast_shader_parse
-from .tables import fit_columns
-from .view_motion import ViewMotion
+from .tables import compact_table, show_table
+from .worker_dock import WorkerDock
 
 if TYPE_CHECKING:
     import napari
 
 
-class RobustnessWidget(Container):
+class RobustnessWidget(WorkerDock):
     """Scanner-swap what-if with drift layers, and cohort robustness diagnostics."""
+
+    busy_message = "A diagnostic is already running; cancel it first."
 
     def __init__(self, viewer: napari.Viewer) -> None:
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
-        from ..encoders.model import import_backends
-
-        import_backends()  # timm imported on the main thread, safely (see import_backends)
-        guard_gl_program_deletion()  # removing layers must not crash napari on Mesa (see gl_guard)
-        install_fast_shader_parse()  # new overlays' first paints: see shader_parse
-        self._viewer = viewer
+        super().__init__(viewer, status="Choose profiles (or a cohort to estimate them) and run.")
         self._resources = Resources()
-        self._worker: Any = None
-        self._motion = ViewMotion(camera_of(viewer))
-        # what-if layers, one per event-loop turn, each held while the user pans or zooms
-        self._steps = steps_held_while_moving(self._motion, self._finish_if_idle, self._say)
-        self._cancel_event = threading.Event()
         self.whatif: WhatIfResult | None = None
         self.cohort: CohortDiagnostics | None = None
         self._source_profiles: dict[str, StainProfile] = {}  # slide path -> its own colour profile
@@ -91,118 +78,33 @@ class RobustnessWidget(Container):
         self._shapes = ComboBox(label="Shapes layer", choices=self._shapes_choices, nullable=True)
         self._run = PushButton(text="Run scanner-swap what-if")
         self._diagnose = PushButton(text="Run cohort diagnostics")
-        self._cancel = PushButton(text="Cancel", enabled=False)
-        self._progress = ProgressBar(label="Progress", value=0, max=1, visible=False)
-        self._status = Label(value="Choose profiles (or a cohort to estimate them) and run.")
-        self._status.native.setWordWrap(True)
         self._table = Table(value=[], label="Predictions by profile")
         self._table.read_only = True
         self._spread = Label(value="")
         self._metrics = Table(value=[], label="Cohort metrics")
         self._metrics.read_only = True
+        for table in (self._table, self._metrics):
+            compact_table(table)
         self.figure = Figure(figsize=(5, 2.6), tight_layout=True)
         self._canvas = FigureCanvasQTAgg(self.figure)
-        self._canvas.setMinimumHeight(220)
         self._plot_box = Container(labels=False)
         self._plot_box.native.layout().addWidget(self._canvas)
         self._export_dir = FileEdit(label="Export folder", mode="d", value=str(Path.home()))
         self._export = PushButton(text="Export PNG + JSON + CSV")
-        for table, height in ((self._table, 150), (self._metrics, 180)):
-            table.native.setMinimumHeight(height)
-        super().__init__(
-            widgets=[
+        self.lay_out(
+            [
                 self._slide, self._model, self._profiles, self._cohort_csv, self._estimate, self._scope,
                 self._shapes, self._run, self._diagnose, self._cancel, self._progress, self._status,
                 self._table, self._spread, self._metrics, self._plot_box, self._export_dir, self._export,
-            ]
+            ],
+            run_buttons=[self._run, self._diagnose, self._estimate],
         )  # fmt: skip
-        self._undock_watcher = call_when_undocked(self.native, self.cancel)
+        for panel in (self._table, self._spread, self._metrics, self._plot_box):
+            panel.visible = False  # empty until a run fills it: no room taken from the slide
         self._estimate.changed.connect(lambda _v=None: self.estimate_profiles())
         self._run.changed.connect(lambda _v=None: self.run_whatif())
         self._diagnose.changed.connect(lambda _v=None: self.run_cohort())
-        self._cancel.changed.connect(lambda _v=None: self.cancel())
         self._export.changed.connect(lambda _v=None: self.export(Path(str(self._export_dir.value))))
-        viewer.layers.events.inserted.connect(self._refresh_choices)
-        viewer.layers.events.removed.connect(self._refresh_choices)
-
-    # -- choices --------------------------------------------------------------------------------
-    def _slide_choices(self, _w: Any = None) -> list[tuple[str, Any]]:
-        return slide_choices(self._viewer)
-
-    def _shapes_choices(self, _w: Any = None) -> list[tuple[str, Any]]:
-        import napari
-
-        return drawn_layer_choices(self._viewer, (napari.layers.Shapes,))
-
-    def _refresh_choices(self, _event: Any = None) -> None:
-        self._slide.reset_choices()
-        self._shapes.reset_choices()
-
-    # -- workers --------------------------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        """True while a worker runs or its result is still being put into the viewer."""
-        return self._worker is not None or self._steps.busy
-
-    def _start(self, job: Generator[Any, None, Any], done: Callable[[Any], None], message: str) -> Any:
-        if self.running:
-            show_info("A diagnostic is already running; cancel it first.")
-            return None
-        from napari.qt.threading import create_worker
-
-        self._cancel_event = threading.Event()
-        guarded_job = guarded(job, self._cancel_event)
-
-        def work() -> Any:
-            return (yield from guarded_job)
-
-        worker = create_worker(work)
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(lambda outcome: self._on_returned(outcome, done))
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self._set_running(True)
-        self._status.value = message
-        worker.start()
-        return worker
-
-    def cancel(self) -> None:
-        if self.running:
-            self._cancel_event.set()
-            self._status.value = "Cancelling ..."
-
-    def _set_running(self, running: bool) -> None:
-        for button in (self._run, self._diagnose, self._estimate):
-            button.enabled = not running
-        self._cancel.enabled = running
-        self._progress.visible = running
-        self._progress.value = 0
-
-    def _on_progress(self, progress: AnalysisProgress) -> None:
-        self._progress.max = max(1, int(progress.total))
-        self._progress.value = min(int(progress.done), self._progress.max)
-        if progress.message:
-            self._status.value = progress.message
-
-    def _on_returned(self, outcome: Outcome[Any], done: Callable[[Any], None]) -> None:
-        if outcome.cancelled:
-            self._status.value = "Cancelled: nothing was changed."
-        elif outcome.error or outcome.value is None:
-            self._status.value = "Failed (see the notification)."
-            show_error(outcome.error or "the diagnostic produced no result")
-        else:
-            done(outcome.value)
-
-    def _on_finished(self) -> None:
-        self._worker = None
-        self._finish_if_idle()
-
-    def _say(self, message: str) -> None:
-        self._status.value = message
-
-    def _finish_if_idle(self) -> None:
-        if not self.running:
-            self._set_running(False)
 
     # -- profiles -------------------------------------------------------------------------------
     def estimate_profiles(self) -> Any:
@@ -216,7 +118,7 @@ class RobustnessWidget(Container):
             self._profiles.value = str(path)
             self._status.value = f"Scanner profiles saved to {path}"
 
-        return self._start(
+        return self.start(
             estimate_cohort_profiles(csv, out), done, f"Estimating scanner profiles from {csv.name} ..."
         )
 
@@ -226,12 +128,12 @@ class RobustnessWidget(Container):
         layer = self._slide.value
         try:
             if layer is None:
-                raise ValueError("Open a slide first.")
+                raise InputError("Open a slide first.")
             if self._model.value is None:
-                raise ValueError("Choose a MIL model.")
+                raise InputError("Choose a MIL model.")
             profiles_path = Path(str(self._profiles.value))
             if not profiles_path.is_file():
-                raise ValueError("Choose a scanner profiles file, or estimate one from a cohort CSV.")
+                raise InputError("Choose a scanner profiles file, or estimate one from a cohort CSV.")
             profiles = load_profiles(profiles_path)
             meta = layer.metadata[LAYER_METADATA_KEY]
             mpp = (meta["mpp_x"], meta["mpp_y"]) if meta.get("mpp_source") == "override" else None
@@ -241,16 +143,14 @@ class RobustnessWidget(Container):
                 scope=scope_for(self._viewer, self._scope.value, layer, self._shapes.value),
                 mpp=mpp,
             )
-        except (ValueError, KeyError, OSError) as exc:
-            message = str(exc).strip("'\"")
-            self._status.value = f"Not started: {message}"
-            show_error(message)
+        except WsiRobustError as exc:
+            self.refuse(exc)
             return None
         # the slide's own profile (48 tiles read) is estimated once, not on every re-run
         job = scanner_whatif(
             request, profiles, self._resources, self._source_profiles.get(request.slide_path)
         )
-        return self._start(
+        return self.start(
             job, self._show_whatif, f"Scanner-swap what-if on {layer.name} ({len(profiles)} profiles) ..."
         )
 
@@ -265,13 +165,8 @@ class RobustnessWidget(Container):
         offset = slide_origin_um(slide_layer)
         layers = whatif_layers(result, slide_layer.name)
         wanted = {kwargs["metadata"][METADATA_KEY]["kind"] for _, kwargs, _ in layers}
-        steps = [lambda item=item: self._put_layer(path, *item, offset) for item in layers]
-        self._steps.run([*steps, lambda: self._finish_whatif(result, wanted, slide_layer)])
-
-    def _put_layer(self, path: str, data: Any, kwargs: dict[str, Any], layer_type: str, offset: Any) -> None:
-        """Add one what-if layer, or queue its in-place update one property per event-loop turn."""
-        if not queue_in_place_update(self._steps, self._viewer, path, data, kwargs, layer_type, offset):
-            put_layer(self._viewer, path, data, kwargs, layer_type, offset)
+        steps = [lambda item=item: self.put_result_layer(path, item, offset) for item in layers]
+        self.put_steps([*steps, lambda: self._finish_whatif(result, wanted, slide_layer)])
 
     def _finish_whatif(self, result: WhatIfResult, wanted: set[str], slide_layer: Any) -> None:
         """Remove stale drift layers, fill the table and the spread once the layers are in place."""
@@ -289,7 +184,8 @@ class RobustnessWidget(Container):
         columns = list(rows[0])
         data = [[_cell(r[c]) for c in columns] for r in rows]
         self._table.value = {"data": data, "index": list(range(len(data))), "columns": columns}
-        fit_columns(self._table)
+        show_table(self._table)
+        self._spread.visible = True
         label = result.base.predicted_label
         self._spread.value = (
             f"Spread of p({label}) across profiles: <b>{result.spread:.3f}</b> "
@@ -308,11 +204,11 @@ class RobustnessWidget(Container):
             return None
         try:
             head = self._resources.head(MODELS.path(self._model.value))
-        except (AnalysisError, KeyError) as exc:
-            show_error(str(exc).strip("'\""))
+        except WsiRobustError as exc:
+            self.refuse(exc)
             return None
         job = diagnose_cohort_csv(csv, head)
-        return self._start(job, self._show_cohort, f"Cohort diagnostics on {csv.name} ...")
+        return self.start(job, self._show_cohort, f"Cohort diagnostics on {csv.name} ...")
 
     def _show_cohort(self, diag: CohortDiagnostics) -> None:
         self.cohort = diag
@@ -334,8 +230,9 @@ class RobustnessWidget(Container):
             for m in diag.per_site
         ]
         self._metrics.value = {"data": rows, "index": list(range(len(rows))), "columns": ["metric", "value"]}
-        fit_columns(self._metrics)
+        show_table(self._metrics)
         self._canvas.setMinimumHeight(220 if diag.umap is None else 420)  # a second row: the UMAP
+        self._plot_box.visible = True
         projection_figure(diag, self.figure)
         self._canvas.draw_idle()
         self._status.value = f"Cohort diagnostics done ({diag.n_slides} slides)."

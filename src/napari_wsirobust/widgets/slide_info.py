@@ -16,9 +16,7 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_error, show_info
 
-from ..io import SlideError, open_slide
-from ..io.describe import format_metadata
-from ..io.slide import LAYER_METADATA_KEY, PLAUSIBLE_MPP_RANGE
+from ..io import LAYER_METADATA_KEY, PLAUSIBLE_MPP_RANGE, SlideError, format_metadata, open_slide
 
 if TYPE_CHECKING:
     import napari

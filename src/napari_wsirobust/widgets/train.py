@@ -9,7 +9,6 @@ Thin: validation is :func:`~napari_wsirobust.mil.data.build_cohort_table`, train
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,50 +17,54 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
-    Label,
     LineEdit,
-    ProgressBar,
     PushButton,
     SpinBox,
     Table,
 )
 from napari.utils.notifications import show_error, show_info
 
-from ..analysis.jobs import Outcome, guarded
-from ..analysis.models import MODELS
-from ..features.cohort import ExtractConfig
-from ..io.slide import LAYER_METADATA_KEY
-from ..mil.annotations import AnnotationError, SlideAnnotations
-from ..mil.checkpoint import save_checkpoint
-from ..mil.cohort_rows import TABLE_COLUMNS, record_for_slide, records_from_table, records_to_rows
-from ..mil.data import REFERENCE, TRAIN, CohortError, build_cohort_table, read_cohort_table, write_cohort_csv
-from ..mil.predict import TrainedHead
-from ..mil.train import (
+from ..cohort import (
+    REFERENCE,
+    TABLE_COLUMNS,
+    TRAIN,
+    AnnotationError,
+    CohortError,
+    SlideAnnotations,
+    build_cohort_table,
+    read_cohort_table,
+    record_for_slide,
+    records_from_table,
+    records_to_rows,
+    write_cohort_csv,
+)
+from ..errors import WsiRobustError
+from ..features import ExtractConfig, default_cache_dir
+from ..io import LAYER_METADATA_KEY
+from ..mil import (
     AUTO_PRESET,
     DEFAULT_PRESET,
     LOSS_PRESETS,
     EpochReport,
-    TrainConfig,
-    TrainingError,
-    resolve_preset,
-)
-from ..mil.workflow import (
     MetricRow,
     Stage,
+    TrainConfig,
+    TrainedHead,
     TrainingRun,
     check_harmonisation,
     check_losses_fit_cohort,
     metrics_table,
+    resolve_preset,
+    save_checkpoint,
     train_table,
 )
-from ..stain.harmonise import HarmonisationError
-from .dock_lifetime import call_when_undocked
-from .gl_guard import guard_gl_program_deletion
 from .layer_geometry import annotations_from_layer
-from .result_layers import drawn_layer_choices, slide_choices
+from .model_list import MODELS
+from .result_layers import drawn_layer_choices
 from .slide_info import slide_layers
-from .tables import fit_columns
+from .tables import compact_table, show_table
 from .training_plot import TrainingPlot
+from .worker_dock import WorkerDock
 
 if TYPE_CHECKING:
     import napari
@@ -77,19 +80,19 @@ def _format(value: float) -> str:
     return "n/a" if value != value else f"{value:.3f}"  # NaN: a split/site with one class only
 
 
-class TrainWidget(Container):
+class TrainWidget(WorkerDock):
     """Cohort table, annotations, loss choice, Train/Cancel with a live plot, metrics, Save/Load."""
+
+    busy_message = "Training is already running; cancel it first."
+    cancel_text = "Cancel (keep best)"
+    cancelling_message = "Stopping after this epoch; the best model so far is kept ..."
+    abort_on_cancel = False  # training reads cancel_requested: it stops after the epoch, keeping its best
 
     def __init__(self, viewer: napari.Viewer) -> None:
         from ..encoders import list_encoders
-        from ..encoders.model import import_backends
 
-        import_backends()  # timm imported on the main thread, safely (see import_backends)
-        guard_gl_program_deletion()  # removing layers must not crash napari on Mesa (see gl_guard)
-        self._viewer = viewer
+        super().__init__(viewer, status="Add slides, set labels, Train.")
         self._annotations: dict[str, SlideAnnotations] = {}  # slide path -> drawn labels
-        self._worker: Any = None
-        self._stop = threading.Event()
         self._head: TrainedHead | None = None
         self.last_run: TrainingRun | None = None
         self.metrics: list[MetricRow] = []
@@ -124,9 +127,6 @@ class TrainWidget(Container):
         self._patience = SpinBox(label="Stop after epochs without gain", value=20, min=1, max=1000)
         self._model_dir = FileEdit(label="Model folder", mode="d", value=str(default_model_dir()))
         self._train = PushButton(text="Train")
-        self._cancel = PushButton(text="Cancel (keep best)", enabled=False)
-        self._progress = ProgressBar(label="Progress", value=0, max=1, visible=False)
-        self._status = Label(value="Add slides, set labels, Train.")
         self.plot = TrainingPlot()
         self._plot_box = Container(labels=False)
         self._plot_box.native.layout().addWidget(self.plot.widget)
@@ -136,22 +136,21 @@ class TrainWidget(Container):
         self._save = PushButton(text="Save model")
         self._load_from = FileEdit(label="Load model", mode="d")
         self._load = PushButton(text="Load model")
-        super().__init__(
-            widgets=[
+        self.lay_out(
+            [
                 self._table, self._add_open, self._remove, self._csv_in, self._load_csv, self._csv_out,
                 self._save_csv, self._ann_layer, self._ann_slide, self._value_labels, self._classes,
-                self._reference,
-                self._use_ann, self._loss, self._harmonise, self._encoder, self._device, self._epochs,
-                self._patience,
-                self._model_dir,
-                self._train, self._cancel, self._progress, self._status, self._plot_box, self._metrics,
-                self._save_to, self._save, self._load_from, self._load,
-            ]
+                self._reference, self._use_ann, self._loss, self._harmonise, self._encoder, self._device,
+                self._epochs, self._patience, self._model_dir, self._train, self._cancel, self._progress,
+                self._status, self._plot_box, self._metrics, self._save_to, self._save, self._load_from,
+                self._load,
+            ],
+            run_buttons=[self._train],
         )  # fmt: skip
-        self._undock_watcher = call_when_undocked(self.native, self.cancel)
-        self._status.native.setWordWrap(True)  # long messages wrap instead of widening the dock
-        for table, height in ((self._table, 220), (self._metrics, 150)):
-            table.native.setMinimumHeight(height)
+        compact_table(self._table, min_rows=4)
+        compact_table(self._metrics)
+        for panel in (self._plot_box, self._metrics):
+            panel.visible = False  # empty until training or a loaded model fills it
 
         self._add_open.changed.connect(lambda _v=None: self.add_open_slides())
         self._remove.changed.connect(lambda _v=None: self.remove_selected_rows())
@@ -159,24 +158,14 @@ class TrainWidget(Container):
         self._save_csv.changed.connect(lambda _v=None: self.save_cohort_csv(Path(str(self._csv_out.value))))
         self._use_ann.changed.connect(lambda _v=None: self.use_annotations())
         self._train.changed.connect(lambda _v=None: self.train())
-        self._cancel.changed.connect(lambda _v=None: self.cancel())
         self._save.changed.connect(lambda _v=None: self.save_model(Path(str(self._save_to.value))))
         self._load.changed.connect(lambda _v=None: self.load_model(Path(str(self._load_from.value))))
-        viewer.layers.events.inserted.connect(self._refresh_choices)
-        viewer.layers.events.removed.connect(self._refresh_choices)
 
     # -- layer choices ------------------------------------------------------------------------------
-    def _slide_choices(self, _w: Any = None) -> list[tuple[str, Any]]:
-        return slide_choices(self._viewer)
-
     def _annotation_choices(self, _w: Any = None) -> list[tuple[str, Any]]:
         import napari
 
         return drawn_layer_choices(self._viewer, (napari.layers.Shapes, napari.layers.Labels))
-
-    def _refresh_choices(self, _event: Any = None) -> None:
-        self._ann_layer.reset_choices()
-        self._ann_slide.reset_choices()
 
     # -- cohort table -------------------------------------------------------------------------------
     def records(self) -> list[dict[str, str]]:
@@ -190,6 +179,7 @@ class TrainWidget(Container):
     def set_records(self, records: list[dict[str, str]]) -> None:
         data = [[rec.get(c, "") for c in TABLE_COLUMNS] for rec in records]
         self._table.value = {"data": data, "index": list(range(len(data))), "columns": list(TABLE_COLUMNS)}
+        show_table(self._table, min_rows=4)
 
     def add_open_slides(self) -> int:
         """Add every slide layer not in the table yet; returns how many were added."""
@@ -259,14 +249,10 @@ class TrainWidget(Container):
         return label
 
     # -- training -----------------------------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        return self._worker is not None
-
     def train(self) -> Any:
         """Validate the table and start training in a worker; returns the worker (None if refused)."""
         if self.running:
-            show_info("Training is already running; cancel it first.")
+            show_info(self.busy_message)
             return None
         try:
             rows = records_to_rows(self.records())
@@ -275,88 +261,55 @@ class TrainWidget(Container):
             annotations = {p: a for p, a in self._annotations.items() if p in used}
             for a in annotations.values():
                 a.labels_present()  # unmapped painted values are refused now, not mid-training
-        except (CohortError, AnnotationError) as exc:
-            show_error(str(exc))
-            return None
-        model_dir = Path(str(self._model_dir.value))
-        extract = ExtractConfig(
-            cache_dir=_cache_dir(), encoder=self._encoder.value, device=self._device.value
-        )
-        epochs, patience = int(self._epochs.value), int(self._patience.value)
-        paired_rows = table.split(TRAIN, REFERENCE)  # where paired-scan consistency finds re-scans
-        harmonise_to = str(self._harmonise.value).strip() or "none"
-        harmonise_to = None if harmonise_to.lower() == "none" else harmonise_to
-        preset = resolve_preset(self._loss.value, paired_rows, harmonised=harmonise_to is not None)
-        try:  # before the worker starts
+            harmonise_to = str(self._harmonise.value).strip() or "none"
+            harmonise_to = None if harmonise_to.lower() == "none" else harmonise_to
+            paired_rows = table.split(TRAIN, REFERENCE)  # where paired-scan consistency finds re-scans
+            preset = resolve_preset(self._loss.value, paired_rows, harmonised=harmonise_to is not None)
             check_losses_fit_cohort(LOSS_PRESETS[preset], paired_rows)
             if harmonise_to is not None:
                 sites = sorted({r.site for r in table.split(TRAIN)})
                 check_harmonisation(LOSS_PRESETS[preset], harmonise_to, sites)
-        except (CohortError, TrainingError, HarmonisationError) as exc:
-            show_error(str(exc))
-            self._status.value = f"Not started: {exc}"
+        except WsiRobustError as exc:  # before the worker starts
+            self.refuse(exc)
             return None
-        config = TrainConfig(epochs=epochs, patience=patience, losses=LOSS_PRESETS[preset])
-        self._stop = threading.Event()
+        model_dir = Path(str(self._model_dir.value))
+        extract = ExtractConfig(
+            cache_dir=str(default_cache_dir()), encoder=self._encoder.value, device=self._device.value
+        )
+        config = TrainConfig(
+            epochs=int(self._epochs.value), patience=int(self._patience.value), losses=LOSS_PRESETS[preset]
+        )
         job = train_table(
             table, model_dir, extract, config, workers=0, annotations=annotations,
-            should_stop=self._stop.is_set, other_splits=True, harmonise_to=harmonise_to,
+            should_stop=lambda: self.cancel_requested, other_splits=True, harmonise_to=harmonise_to,
         )  # fmt: skip
 
-        def work() -> Any:
-            outcome = yield from guarded(job, threading.Event())
-            if not outcome.ok or outcome.value.result is None:
-                return outcome, []
-            run = outcome.value
+        def prepare(run: TrainingRun) -> tuple[TrainingRun, list[MetricRow]]:
+            """The metrics of the trained head on every split, computed in the worker."""
+            if run.result is None:
+                return run, []
             head = TrainedHead(run.result.model, run.result.config, run.result.standardiser)
-            return outcome, metrics_table(head, run.bags)
-
-        from napari.qt.threading import create_worker
+            return run, metrics_table(head, run.bags)
 
         self.plot.reset()
-        worker = create_worker(work)
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(self._on_returned)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self._set_running(True)
-        self._status.value = f"Training on {len(table)} slides ({preset}) ..."
-        worker.start()
-        return worker
-
-    def cancel(self) -> None:
-        if self.running:
-            self._stop.set()
-            self._status.value = "Stopping after this epoch; the best model so far is kept ..."
-
-    def _set_running(self, running: bool) -> None:
-        self._train.enabled = not running
-        self._cancel.enabled = running
-        self._progress.visible = running
-        self._progress.value = 0
+        self._plot_box.visible = True
+        return self.start(job, self._show_run, f"Training on {len(table)} slides ({preset}) ...", prepare)
 
     def _on_progress(self, item: Stage | EpochReport) -> None:
-        if isinstance(item, EpochReport):
-            self.plot.add(item)
-            self._progress.max, self._progress.value = item.n_epochs, item.epoch
-            loss = item.losses.get("total", float("nan"))
-            self._status.value = (
-                f"Epoch {item.epoch}/{item.n_epochs}: loss {loss:.3f}, val AUC {_format(item.val_auc)} "
-                f"(best {_format(item.best_val_auc)} at epoch {item.best_epoch})"
-            )
+        if not isinstance(item, EpochReport):
+            super()._on_progress(item)
             return
-        self._progress.max = max(1, item.total)
-        self._progress.value = min(item.done, self._progress.max)
-        self._status.value = item.message
+        self.plot.add(item)
+        self._progress.max, self._progress.value = item.n_epochs, item.epoch
+        loss = item.losses.get("total", float("nan"))
+        self._status.value = (
+            f"Epoch {item.epoch}/{item.n_epochs}: loss {loss:.3f}, val AUC {_format(item.val_auc)} "
+            f"(best {_format(item.best_val_auc)} at epoch {item.best_epoch})"
+        )
 
-    def _on_returned(self, returned: tuple[Outcome[TrainingRun], list[MetricRow]]) -> None:
-        outcome, metrics = returned
-        if outcome.error:
-            self._status.value = "Training failed (see the notification)."
-            show_error(outcome.error)
-            return
-        run = outcome.value
-        if run is None or run.result is None:
+    def _show_run(self, prepared: tuple[TrainingRun, list[MetricRow]]) -> None:
+        run, metrics = prepared
+        if run.result is None:
             self._status.value = "Stopped before the first epoch ended: no model was saved."
             return
         self.last_run, self.metrics = run, metrics
@@ -372,16 +325,12 @@ class TrainWidget(Container):
             f"Saved to {folder}; model {name!r} is now in the Analyse widget."
         )
 
-    def _on_finished(self) -> None:
-        self._worker = None
-        self._set_running(False)
-
     def show_metrics(self, metrics: list[MetricRow]) -> None:
         data = [
             [m.split, m.site, str(m.n_slides), _format(m.auc), _format(m.balanced_accuracy)] for m in metrics
         ]
         self._metrics.value = {"data": data, "index": list(range(len(data))), "columns": list(METRIC_COLUMNS)}
-        fit_columns(self._metrics)
+        show_table(self._metrics)
 
     # -- save / load --------------------------------------------------------------------------------
     def save_model(self, folder: Path) -> Path | None:
@@ -425,9 +374,3 @@ class TrainWidget(Container):
             f"Loaded {name!r}: {head.config.encoder_name}, labels {', '.join(head.label_names)}."
         )
         return head
-
-
-def _cache_dir() -> str:
-    from ..features.cache import default_cache_dir
-
-    return str(default_cache_dir())

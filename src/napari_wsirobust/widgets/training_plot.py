@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..mil.train import EpochReport
+from ..mil import EpochReport
 
 
 class TrainingPlot:

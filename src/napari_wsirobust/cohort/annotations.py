@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import WsiRobustError
 from ..tiling import Scope, TileGrid
 
 UNLABELLED = -1
 
 
-class AnnotationError(ValueError):
+class AnnotationError(WsiRobustError, ValueError):
     """Annotations that cannot be turned into labels; the message says which and why."""
 
 

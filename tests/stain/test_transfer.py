@@ -6,9 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_wsirobust.diagnostics.stain import angle_degrees, estimate_slide_profile, estimate_stain_profile
-from napari_wsirobust.diagnostics.swap import jpeg_roundtrip, transfer_tile
 from napari_wsirobust.io import open_slide
+from napari_wsirobust.stain import (
+    angle_degrees,
+    estimate_slide_profile,
+    estimate_stain_profile,
+    transfer_tile,
+)
+from napari_wsirobust.stain.transfer import jpeg_roundtrip
 from napari_wsirobust.synthetic import SyntheticSlideSpec, TissueSpec, write_synthetic_slide
 
 
@@ -65,7 +70,7 @@ def test_blur_and_jpeg_options(rendered) -> None:  # type: ignore[no-untyped-def
 
 
 def test_blur_matching_brings_the_swap_closer_to_the_blurrier_scanner(rendered) -> None:  # type: ignore[no-untyped-def]
-    from napari_wsirobust.diagnostics.swap import matching_blur_sigma
+    from napari_wsirobust.stain import matching_blur_sigma
 
     image, source = rendered["A"]  # scanner A: no blur
     assert matching_blur_sigma(image[:448, :448], source, source) == 0.0

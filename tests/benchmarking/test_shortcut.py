@@ -9,20 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_wsirobust.cli import main as cli_main
-from napari_wsirobust.mil.data import REFERENCE, TRAIN, read_cohort_table
-from napari_wsirobust.mil.predict import TrainedHead
-from napari_wsirobust.mil.shortcut import (
+from napari_wsirobust.benchmarking import (
     ShortcutConfig,
     ShortcutData,
-    flip_rate,
     markdown_table,
     prepare,
-    run_one,
     summarise,
     usable_presets,
 )
-from napari_wsirobust.mil.train import DEFAULT_PRESET, TrainConfig, resolve_preset
+from napari_wsirobust.benchmarking.shortcut import flip_rate, run_one
+from napari_wsirobust.cli import main as cli_main
+from napari_wsirobust.cohort import REFERENCE, TRAIN, read_cohort_table
+from napari_wsirobust.mil import DEFAULT_PRESET, TrainConfig, TrainedHead, resolve_preset
 from napari_wsirobust.synthetic import CohortConfig
 
 pytestmark = pytest.mark.slow
@@ -70,7 +68,8 @@ def test_on_harmonised_tiles_the_site_terms_beat_the_plain_head(
 
 
 def test_flip_rate_counts_patients_whose_label_changes() -> None:
-    from napari_wsirobust.mil.data import Bag, CohortRow
+    from napari_wsirobust.cohort import CohortRow
+    from napari_wsirobust.mil import Bag
 
     def bag(patient: str, site: str) -> Bag:
         row = CohortRow(f"{patient}{site}", "x", "tumour", site, patient, "test_ood")
@@ -215,8 +214,8 @@ def test_train_command_harmonises_and_predict_applies_it_again(
     assert cli_main(["predict", str(model), slide, "--out", str(out), "--cache", cache]) == 0
     predicted = next(csv.DictReader(out.read_text().splitlines()))
     # predict embedded the slide harmonised: the same probabilities as the head on harmonised features
-    from napari_wsirobust.features.cohort import slide_features
-    from napari_wsirobust.mil.workflow import extract_config_for
+    from napari_wsirobust.features import slide_features
+    from napari_wsirobust.mil import extract_config_for
 
     extract = extract_config_for(head, cache)
     assert extract.harmonise == harmonise

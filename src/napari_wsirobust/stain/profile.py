@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
+from ..errors import WsiRobustError
 from .jpeg import jpeg_quality_of_slide
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ def estimate_stain_profile(
     tissue = np.linalg.norm(od, axis=1) > od_threshold
     od_tissue = od[tissue]
     if len(od_tissue) < 100:
-        raise ValueError(f"only {len(od_tissue)} tissue pixels: not enough to estimate stain vectors")
+        raise ProfileError(f"only {len(od_tissue)} tissue pixels: not enough to estimate stain vectors")
     if len(od_tissue) > max_pixels:
         od_tissue = od_tissue[np.random.default_rng(seed).choice(len(od_tissue), max_pixels, replace=False)]
     _, vectors = np.linalg.eigh(np.cov(od_tissue.T))
@@ -135,15 +136,21 @@ def estimate_slide_profile(path: str, n_tiles: int = 48, seed: int = 0) -> Stain
 
 def estimate_open_slide_profile(slide: WSI, n_tiles: int = 48, seed: int = 0) -> StainProfile:
     """:func:`estimate_slide_profile` of a slide already open (with its pixel size override, if any)."""
-    from ..tiling import TilingConfig, detect_tissue, make_tile_grid, read_tile
-    from ..tiling.tissue import TissueMaskConfig, read_overview
+    from ..tiling import (
+        TilingConfig,
+        TissueMaskConfig,
+        detect_tissue,
+        make_tile_grid,
+        read_overview,
+        read_tile,
+    )
 
     path = str(slide.path)
     overview, _ = read_overview(slide, TissueMaskConfig())
     background = estimate_background(np.asarray(overview)[..., :3])
     grid = make_tile_grid(slide, TilingConfig(), tissue=detect_tissue(slide))
     if len(grid) == 0:
-        raise ValueError(f"{path}: no tissue tiles to estimate a stain profile from")
+        raise ProfileError(f"{path}: no tissue tiles to estimate a stain profile from")
     picks = np.random.default_rng(seed).permutation(len(grid))[:n_tiles]
     tiles = np.concatenate([read_tile(slide, grid, int(i))[..., :3] for i in sorted(picks)], axis=0)
     profile = estimate_stain_profile(tiles, background=background, seed=seed)
@@ -154,7 +161,7 @@ def estimate_open_slide_profile(slide: WSI, n_tiles: int = 48, seed: int = 0) ->
 def combine_profiles(profiles: list[StainProfile]) -> StainProfile:
     """One profile for a site from its slides' profiles: mean unit stain vectors, medians otherwise."""
     if not profiles:
-        raise ValueError("no slide profiles to combine")
+        raise ProfileError("no slide profiles to combine")
     qualities = [p.jpeg_quality for p in profiles if p.jpeg_quality is not None]
 
     def unit_mean(vectors: list[tuple[float, float, float]]) -> tuple[float, float, float]:
@@ -176,7 +183,7 @@ def combine_profiles(profiles: list[StainProfile]) -> StainProfile:
     )
 
 
-class ProfileError(ValueError):
+class ProfileError(WsiRobustError, ValueError):
     """A slide whose colour profile cannot be estimated; the message names it and its site."""
 
 

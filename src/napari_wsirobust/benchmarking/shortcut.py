@@ -35,14 +35,25 @@ from typing import Any
 import numpy as np
 
 from .._atomic import atomic_write_text
-from ..features.cohort import ExtractConfig, extract_cohort
-from ..stain import ScannerAugmentation
-from ..stain.harmonise import reference_for_slides
-from ..synthetic.cohort import CohortConfig, generate_cohort
-from .data import REFERENCE, Bag, CohortTable, load_bags, read_cohort_table
-from .metrics import auc_ovr, site_predictability, site_probe_chance, site_variance_share
-from .predict import TrainedHead, evaluate
-from .train import LOSS_PRESETS, FeatureSource, TrainConfig, Trainer, train_to_completion
+from ..cohort import REFERENCE, CohortTable, read_cohort_table
+from ..features import ExtractConfig, extract_cohort
+from ..mil import (
+    LOSS_PRESETS,
+    Bag,
+    FeatureSource,
+    TrainConfig,
+    TrainedHead,
+    Trainer,
+    auc_ovr,
+    evaluate,
+    load_bags,
+    site_predictability,
+    site_probe_chance,
+    site_variance_share,
+    train_to_completion,
+)
+from ..stain import ScannerAugmentation, reference_for_slides
+from ..synthetic import CohortConfig, generate_cohort
 
 METRICS = (
     "auc_id",
@@ -126,7 +137,7 @@ def prepare(config: ShortcutConfig, log: Any = print) -> ShortcutData:
         "test_ood": load_bags(table, table.split("test_ood"), plain),
         REFERENCE: load_bags(table, table.split(REFERENCE), plain),  # for the paired-scan loss only
     }
-    from .workflow import feature_source
+    from ..mil import feature_source
 
     source = feature_source(plain)
     return ShortcutData(table, bags, source)

@@ -8,8 +8,9 @@ import threading
 
 import pytest
 
-from napari_wsirobust.analysis.jobs import guarded, lower_thread_priority, user_message
-from napari_wsirobust.analysis.region import NoTissueError
+from napari_wsirobust.analysis import NoTissueError
+from napari_wsirobust.errors import user_message
+from napari_wsirobust.widgets.jobs import guarded, lower_thread_priority
 
 
 def _steps(n: int, fail_at: int | None = None):

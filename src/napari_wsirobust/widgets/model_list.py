@@ -10,6 +10,8 @@ from pathlib import Path
 
 from psygnal import Signal
 
+from ..errors import InputError
+
 DEMO_NAME = "bundled demo model"
 
 
@@ -26,7 +28,7 @@ class ModelRegistry:
     def path(self, name: str) -> str:
         self._add_demo()
         if name not in self._paths:
-            raise KeyError(f"no model named {name!r}")
+            raise InputError(f"no model named {name!r}; add its folder first")
         return self._paths[name]
 
     def add(self, name: str, path: str | Path) -> str:

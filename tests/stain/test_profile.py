@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_wsirobust.diagnostics.stain import (
+from napari_wsirobust.stain import (
     angle_degrees,
     combine_profiles,
     estimate_slide_profile,
     estimate_stain_profile,
 )
-from napari_wsirobust.synthetic.profiles import SCANNER_PROFILES
+from napari_wsirobust.synthetic import SCANNER_PROFILES
 
 # Tolerance for a recovered stain vector: 4 degrees. The truth differs between scanners by 4.7-16
 # degrees (A vs C haematoxylin is the closest pair), and Macenko's extreme-angle estimate is biased

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data import REFERENCE, TRAIN, VAL, CohortError, CohortRow, CohortTable
+from .table import REFERENCE, TRAIN, VAL, CohortError, CohortRow, CohortTable
 
 TABLE_COLUMNS = ("slide_id", "label", "site", "patient", "split", "labels_from", "path")
 SPLITS = (TRAIN, VAL, "test", REFERENCE)  # and test_* (e.g. test_id, test_ood): evaluation splits

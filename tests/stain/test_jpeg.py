@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from napari_wsirobust.diagnostics.jpeg import ijg_table, jpeg_quality_of_slide, jpeg_quality_of_stream
-from napari_wsirobust.synthetic import SyntheticSlideSpec, TissueSpec, write_synthetic_slide
-from napari_wsirobust.synthetic.profiles import SCANNER_PROFILES
+from napari_wsirobust.stain import jpeg_quality_of_slide
+from napari_wsirobust.stain.jpeg import ijg_table, jpeg_quality_of_stream
+from napari_wsirobust.synthetic import SCANNER_PROFILES, SyntheticSlideSpec, TissueSpec, write_synthetic_slide
 
 
 @pytest.mark.parametrize("quality", [10, 30, 50, 65, 80, 92, 100])

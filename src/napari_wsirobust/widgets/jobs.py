@@ -1,4 +1,4 @@
-"""Running a long compute generator from a GUI worker: cancellation and user-facing errors (no Qt).
+"""Running a long compute generator from a dock's worker: cancellation and user-facing errors (no Qt).
 
 :func:`guarded` wraps a progress generator so that it never raises: it returns an :class:`Outcome`
 holding the value, a message for the user, or ``cancelled``. Cancelling sets a
@@ -8,14 +8,18 @@ progress step (so clean-up such as stopping tile readers never runs on the GUI t
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from ..errors import is_user_error, user_message
+
 T = TypeVar("T")
+LOG = logging.getLogger("napari_wsirobust")
 
 
 @dataclass
@@ -27,30 +31,6 @@ class Outcome(Generic[T]):
     @property
     def ok(self) -> bool:
         return not self.error and not self.cancelled and self.value is not None
-
-
-def user_message(exc: BaseException) -> str:
-    """A message a pathologist can act on."""
-    try:
-        import torch
-
-        if isinstance(exc, torch.cuda.OutOfMemoryError):
-            return (
-                "The GPU ran out of memory. Choose the CPU device, analyse a smaller region, or close "
-                "other programs using the GPU."
-            )
-    except ImportError:  # pragma: no cover - torch is a dependency of the analysis
-        pass
-    if isinstance(exc, MemoryError):
-        return "Out of memory: analyse a smaller region."
-    text = str(exc).strip()
-    known = (
-        "SlideError", "AnalysisError", "NoTissueError", "EncoderWeightsError", "MissingMPPError",
-        "CohortError", "TrainingError", "AnnotationError", "CheckpointError",
-    )  # fmt: skip
-    if any(cls.__name__ in known for cls in type(exc).__mro__):
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def lower_thread_priority(increment: int = 10) -> bool:
@@ -76,16 +56,6 @@ def lower_thread_priority(increment: int = 10) -> bool:
     return True
 
 
-def relay(gen: Generator[Any, None, T], convert: Callable[[Any], Any]) -> Generator[Any, None, T]:
-    """Yield ``convert(item)`` for each progress item of ``gen``; return ``gen``'s value."""
-    while True:
-        try:
-            item = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        yield convert(item)
-
-
 def guarded(gen: Generator[Any, None, T], cancel: threading.Event) -> Generator[Any, None, Outcome[T]]:
     """Yield ``gen``'s progress; return its value, its error as a message, or a cancellation.
 
@@ -103,6 +73,8 @@ def guarded(gen: Generator[Any, None, T], cancel: threading.Event) -> Generator[
                 return Outcome(value=stop.value)
             yield item
     except Exception as exc:  # reported to the user; the GUI keeps running
+        if not is_user_error(exc):  # a bug: the status says so, the traceback goes to the log
+            LOG.error("internal error in a worker", exc_info=exc)
         return Outcome(error=user_message(exc))
     finally:
         gen.close()

@@ -14,7 +14,7 @@ import io
 import numpy as np
 from scipy import ndimage
 
-from .stain import StainProfile, optical_density, tissue_pixels, tissue_sharpness
+from .profile import StainProfile, optical_density, tissue_pixels, tissue_sharpness
 
 
 def transfer_tile(

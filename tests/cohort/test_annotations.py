@@ -8,24 +8,23 @@ import numpy as np
 import pytest
 import torch
 
-from napari_wsirobust.mil.annotations import (
+from napari_wsirobust.cohort import (
     UNLABELLED,
     AnnotationError,
+    CohortError,
+    CohortRow,
     LabelMask,
     Region,
     SlideAnnotations,
-    parse_value_labels,
-)
-from napari_wsirobust.mil.cohort_rows import record_for_slide, records_to_rows
-from napari_wsirobust.mil.data import (
-    Bag,
-    CohortError,
-    CohortRow,
     build_cohort_table,
+    parse_value_labels,
     read_cohort_table,
+    record_for_slide,
+    records_to_rows,
     write_cohort_csv,
 )
-from napari_wsirobust.mil.train import LOSS_PRESETS, FeatureSource, TrainConfig, Trainer, annotated_tile_loss
+from napari_wsirobust.mil import LOSS_PRESETS, Bag, FeatureSource, TrainConfig, Trainer
+from napari_wsirobust.mil.train import annotated_tile_loss
 from napari_wsirobust.tiling import TileGrid, TilingConfig
 
 LABELS = ["normal", "tumour"]

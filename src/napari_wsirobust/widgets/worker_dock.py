@@ -1,0 +1,228 @@
+"""The one base of the docks that run long compute: one job at a time in a napari worker, with Cancel,
+a progress bar, a status line, and result layers put into the viewer one step per event-loop turn.
+
+A dock builds its own inputs, then calls :meth:`WorkerDock.start` with a compute generator (it yields
+progress records, returns the result) and what to do with the result on the GUI thread. Everything
+else is here: the worker's lifecycle, cancelling, errors (a user error's own message in the status
+line, anything else an internal error with its traceback in the log), and the one layer-insertion
+policy of every overlay (:meth:`WorkerDock.put_result_layer`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Generator, Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import Container, Label, ProgressBar, PushButton
+from napari.utils.notifications import show_error, show_info
+
+from .._vispy import install_vispy_patches
+from ..errors import user_message
+from .dock_lifetime import call_when_undocked
+from .gui_steps import steps_held_while_moving
+from .jobs import LOG, Outcome, guarded
+from .result_layers import (
+    add_quietly,
+    build_layer,
+    camera_of,
+    drawn_layer_choices,
+    placed_translate,
+    queue_in_place_update,
+    slide_choices,
+)
+from .view_motion import ViewMotion
+
+if TYPE_CHECKING:
+    import napari
+
+Step = Callable[[], None]
+
+
+class WorkerDock(Container):
+    """Base of the Analyse, Train and Robustness docks.
+
+    Subclasses create their widgets after ``super().__init__`` and lay them out with :meth:`lay_out`,
+    placing :attr:`_cancel`, :attr:`_progress` and :attr:`_status` where they belong. Class attributes
+    say what differs: :attr:`busy_message`, :attr:`cancel_text`, :attr:`cancelling_message`,
+    :attr:`cancelled_message`, and whether Cancel aborts the job (:attr:`abort_on_cancel`; when False the
+    job itself reads :attr:`cancel_requested`, e.g. training stops after the epoch and keeps its best).
+    """
+
+    busy_message = "A job is already running; cancel it first."
+    cancel_text = "Cancel"
+    cancelling_message = "Cancelling ..."
+    cancelled_message = "Cancelled: nothing was changed."
+    abort_on_cancel = True
+
+    def __init__(self, viewer: napari.Viewer, status: str = "") -> None:
+        from ..encoders import import_backends
+
+        import_backends()  # timm imported on the main thread, safely (see import_backends)
+        install_vispy_patches()  # removing layers must not crash napari on Mesa; cheaper first paints
+        super().__init__()
+        self._viewer = viewer
+        self._worker: Any = None
+        self._cancel_event = threading.Event()
+        self._run_buttons: tuple[PushButton, ...] = ()
+        self._motion = ViewMotion(camera_of(viewer))
+        # layer changes, one per event-loop turn, each held while the user pans or zooms
+        self._steps = steps_held_while_moving(self._motion, self._finish_if_idle, self._say)
+        self._cancel = PushButton(text=self.cancel_text, enabled=False)
+        self._progress = ProgressBar(label="Progress", value=0, max=1, visible=False)
+        self._status = Label(value=status)
+        self._status.native.setWordWrap(True)  # long messages wrap instead of widening the dock
+        self._cancel.changed.connect(lambda _v=None: self.cancel())
+        self._undock_watcher = call_when_undocked(self.native, self.cancel)
+        viewer.layers.events.inserted.connect(self._refresh_choices)
+        viewer.layers.events.removed.connect(self._refresh_choices)
+
+    def lay_out(self, widgets: Iterable[Any], run_buttons: Iterable[PushButton]) -> None:
+        """Put the dock's widgets in order; ``run_buttons`` are disabled while a job runs."""
+        self.extend(list(widgets))
+        self._run_buttons = tuple(run_buttons)
+
+    # -- choices of layers ----------------------------------------------------------------------
+    def _slide_choices(self, _w: Any = None) -> list[tuple[str, Any]]:
+        return slide_choices(self._viewer)
+
+    def _shapes_choices(self, _w: Any = None) -> list[tuple[str, Any]]:
+        import napari
+
+        return drawn_layer_choices(self._viewer, (napari.layers.Shapes,))
+
+    def _refresh_choices(self, _event: Any = None) -> None:
+        try:
+            self.reset_choices()
+        except RuntimeError:  # the dock was closed and its Qt widgets deleted: stop listening
+            self._viewer.layers.events.inserted.disconnect(self._refresh_choices)
+            self._viewer.layers.events.removed.disconnect(self._refresh_choices)
+
+    # -- the job --------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True while the worker runs or its result is still being put into the viewer."""
+        return self._worker is not None or self._steps.busy
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once the user pressed Cancel (or closed the dock) during the current job."""
+        return self._cancel_event.is_set()
+
+    def start(
+        self,
+        job: Generator[Any, None, Any],
+        show: Callable[[Any], None],
+        message: str,
+        prepare: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        """Run ``job`` in a worker; on success call ``show`` on the GUI thread with its value, or with
+        ``prepare(value)`` when given (``prepare`` runs in the worker: building layers and tables off
+        the GUI thread). Returns the worker, or None when another job is still running."""
+        if self.running:
+            show_info(self.busy_message)
+            return None
+        from napari.qt.threading import create_worker
+
+        self._cancel_event = threading.Event()
+        aborts = self._cancel_event if self.abort_on_cancel else threading.Event()
+        guarded_job = guarded(job, aborts)
+
+        def work() -> Generator[Any, None, Outcome[Any]]:
+            outcome = yield from guarded_job
+            if outcome.ok and prepare is not None:
+                try:
+                    outcome = Outcome(value=prepare(outcome.value))
+                except Exception as exc:
+                    LOG.error("preparing a result failed", exc_info=exc)
+                    outcome = Outcome(error=f"Cannot show the result: {user_message(exc)}")
+            return outcome
+
+        worker = create_worker(work)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(lambda outcome: self._on_returned(outcome, show))
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._set_running(True)
+        self._status.value = message
+        worker.start()
+        return worker
+
+    def refuse(self, problem: BaseException | str) -> None:
+        """Say why a job did not start (status line and a notification)."""
+        message = problem if isinstance(problem, str) else user_message(problem).strip("'\"")
+        self._status.value = f"Not started: {message}"
+        show_error(message)
+
+    def cancel(self, _v: Any = None) -> None:
+        if self.running:
+            self._cancel_event.set()
+            self._status.value = self.cancelling_message
+
+    def _set_running(self, running: bool) -> None:
+        for button in self._run_buttons:
+            button.enabled = not running
+        self._cancel.enabled = running
+        self._progress.visible = running
+        self._progress.value = 0
+
+    def _on_progress(self, progress: Any) -> None:
+        total = getattr(progress, "total", None)
+        if total is not None:
+            self._progress.max = max(1, int(total))
+            self._progress.value = min(int(progress.done), self._progress.max)
+        message = getattr(progress, "message", "")
+        if message:
+            self._status.value = message
+
+    def _on_returned(self, outcome: Outcome[Any], show: Callable[[Any], None]) -> None:
+        if outcome.cancelled:
+            self._status.value = self.cancelled_message
+        elif outcome.error or outcome.value is None:
+            message = outcome.error or "the job produced no result"
+            self._status.value = f"Failed: {message}"
+            show_error(message)
+        else:
+            show(outcome.value)
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self._finish_if_idle()
+
+    def _say(self, message: str) -> None:
+        self._status.value = message
+
+    def _finish_if_idle(self) -> None:
+        if not self.running:
+            self._set_running(False)
+
+    # -- result layers --------------------------------------------------------------------------
+    def put_steps(self, steps: Iterable[Step]) -> None:
+        """Run GUI steps one per event-loop turn, each held while the user pans or zooms."""
+        self._steps.run(steps)
+
+    def put_result_layer(
+        self,
+        slide_path: str,
+        item: tuple[Any, dict[str, Any], str],
+        offset: np.ndarray,
+        built: Any = None,
+    ) -> Any:
+        """Put one result layer (data, kwargs, layer type) of ``slide_path`` into the viewer, placed at
+        the slide's ``offset`` (µm); ``built`` is the layer already made from them in the worker.
+
+        The policy of every overlay: an existing layer of that kind is updated in place, one property
+        per event-loop turn; a new one is inserted hidden and shown a turn later (a step that may wait
+        for a still view), so inserting it and its first paint never block the same turn. Returns the
+        new layer, or None when an existing one is being updated."""
+        data, kwargs, layer_type = item
+        if queue_in_place_update(self._steps, self._viewer, slide_path, data, kwargs, layer_type, offset):
+            return None
+        layer = built if built is not None else build_layer(data, kwargs, layer_type)
+        layer.translate = placed_translate(kwargs, offset)
+        if kwargs.get("visible", True):
+            layer.visible = False
+            self._steps.push_front([lambda: setattr(layer, "visible", True)], may_wait=True)
+        add_quietly(self._viewer, layer)
+        return layer
