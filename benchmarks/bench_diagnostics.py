@@ -1,4 +1,4 @@
-"""Robustness diagnostics on synthetic slides whose scanner profiles are known (issue 6).
+"""Robustness diagnostics on synthetic slides whose scanner profiles are known.
 
 1. Stain profile recovery: one tissue rendered by scanners A, B, C; angle between the estimated and
    the true haematoxylin / eosin vectors, and the nearest true scanner.
@@ -102,7 +102,7 @@ def main() -> int:
         for o in result.outcomes
     ]
     body = (
-        "## Robustness diagnostics (issue 6)\n\n"
+        "## Robustness diagnostics\n\n"
         f"`.venv/bin/python benchmarks/bench_diagnostics.py` on {machine_line()}.\n\n"
         "Stain profile recovery (one tissue, 1024x768 at 0.5 µm/px, rendered by each synthetic scanner; "
         "angles in degrees between estimated and true vectors; the closest pair of true vectors, A/C "

@@ -1,5 +1,5 @@
 """What harmonisation costs: embedding a whole slide with and without its tiles re-rendered into a
-reference profile first (issue 4's default since 2026-11-23).
+reference profile first (what training does by default).
 
 A generated 2048x1536 scanner-A tumour slide (0.5 µm/px) is embedded with the default encoder into a
 fresh feature cache, alternately plain and harmonised to scanner C's profile (estimated from another
@@ -69,7 +69,7 @@ def main() -> int:
     med = {k: statistics.median(v) for k, v in times.items()}
     n = len(grid)
     body = (
-        "## Harmonisation cost (issue 4)\n\n"
+        "## Harmonisation cost\n\n"
         f"`.venv/bin/python benchmarks/bench_harmonise.py` on {machine_line()}. A generated 2048x1536 "
         f"scanner-A slide ({n} tissue tiles, 224 px at 0.5 µm/px), effnet-lite0-imagenet, a fresh feature "
         f"cache per run, plain and harmonised (to a scanner-C profile) alternated, {args.repeats} runs "

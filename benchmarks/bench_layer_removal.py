@@ -71,7 +71,7 @@ def main() -> int:
         slope = ", ".join(f"{s:.2f}" for s in slopes) or "-"
         lines.append(f"| {name} | {statuses} | {cycles} | {survived} | {first} | {slope} |")
     body = (
-        "## Removing layers on Mesa OpenGL (issue 5)\n\n"
+        "## Removing layers on Mesa OpenGL\n\n"
         f"`xvfb-run -a .venv/bin/python benchmarks/bench_layer_removal.py` on {machine_line()}, "
         "Xvfb + Mesa llvmpipe, napari 0.9.2, vispy 0.17. Each row: "
         f"{args.repeats} fresh processes of `scripts/shapes_removal_crash.py` (alternated with the other "

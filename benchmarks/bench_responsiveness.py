@@ -204,9 +204,9 @@ def session(mode: str) -> dict:
     ``_vispy.shader_parse``); all patched here for the comparison only."""
     os.environ["WSIROBUST_CACHE_DIR"] = tempfile.mkdtemp(prefix="wsirobust-bench-cache-")
     import napari
-    from napari_wsirobust.demo import _silence_pyqt5_toast, wait_for
-    from napari_wsirobust.io import open_slide
     from napari_wsirobust import _vispy
+    from napari_wsirobust.demo import wait_for
+    from napari_wsirobust.io import open_slide
     from napari_wsirobust.widgets import analyse, jobs, result_layers
     from napari_wsirobust.widgets.analyse import AnalyseWidget, camera_of
 
@@ -218,7 +218,6 @@ def session(mode: str) -> dict:
         _vispy.install_fast_shader_parse = lambda: False  # type: ignore[assignment]
     if mode == "no-hold":
         analyse.ViewMotion.wait_ms = lambda self: 0  # type: ignore[method-assign]
-    _silence_pyqt5_toast()
     slide_path = ensure_slide()
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1400, 900)
@@ -370,7 +369,7 @@ def main() -> int:
         + "|\n"
     )
     body = (
-        "## Responsiveness while analysing (issue 5)\n\n"
+        "## Responsiveness while analysing\n\n"
         f"`xvfb-run -a .venv/bin/python benchmarks/bench_responsiveness.py` on {machine_line()}, Xvfb + Mesa "
         f"llvmpipe. Synthetic 4096x3072 slide (0.5 µm/px), whole-slide analysis with the bundled model: "
         f"{sessions[0]['tiles']} tiles, all embedded (a fresh cache for each run). {len(sessions)} viewer "

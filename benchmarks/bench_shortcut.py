@@ -75,7 +75,7 @@ def main() -> int:
     result = json.loads((OUT / "shortcut_benchmark.json").read_text())
     table = (OUT / "shortcut_benchmark.md").read_text()
     body = (
-        "## Shortcut benchmark (issue 4)\n\n"
+        "## Shortcut benchmark\n\n"
         f"`.venv/bin/python benchmarks/bench_shortcut.py` on {machine_line()}. Default synthetic cohort "
         "(88 slides, 2048x1536 at 0.5 µm/px, atypia 0.5, tumour 10-30 % of tissue; train/val/test_id "
         "confounded: 90 % of tumour slides on scanner A), effnet-lite0-imagenet features, one "
@@ -126,7 +126,7 @@ def run_variant(name: str, cli_option: str, k: int, seeds: int, section: str, ti
     runs = json.loads((out / "shortcut_benchmark.json").read_text())["runs"]
     flag = "--rescanned" if name == "rescan" else f"--{name}"
     body = (
-        f"## {title}, K = {k} (issue 4)\n\n"
+        f"## {title}, K = {k}\n\n"
         f"`.venv/bin/python benchmarks/bench_shortcut.py {flag} {k}` on {machine_line()}. {design} "
         f"Mean ± SD over {seeds} seeds.\n\n"
         + (out / "shortcut_benchmark.md").read_text()
@@ -172,7 +172,7 @@ def run_harmonised(seeds: int, save_demo: bool) -> int:
         return status
     result = json.loads((out / "shortcut_benchmark.json").read_text())
     body = (
-        "## Shortcut benchmark on harmonised tiles (issue 4)\n\n"
+        "## Shortcut benchmark on harmonised tiles\n\n"
         f"`.venv/bin/python benchmarks/bench_shortcut.py --harmonise` on {machine_line()}. The default "
         "cohort and splits of the shortcut benchmark above, but every slide's tiles (train, val and both "
         "tests) re-rendered into one reference profile before embedding: the least sharp training site's "

@@ -38,10 +38,9 @@ def make_data(folder: Path) -> tuple[Path, Path]:
 
 def main() -> int:
     import napari
-    from napari_wsirobust.demo import _silence_pyqt5_toast, wait_for
+    from napari_wsirobust.demo import wait_for
     from napari_wsirobust.widgets.robustness import RobustnessWidget
 
-    _silence_pyqt5_toast()
     analysed, cohort_csv = make_data(Path(tempfile.mkdtemp(prefix="wsirobust-robustness-shot-")))
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1600, 1150)

@@ -38,10 +38,9 @@ def make_cohort(folder: Path) -> tuple[Path, Path]:
 
 def main() -> int:
     import napari
-    from napari_wsirobust.demo import _silence_pyqt5_toast, wait_for
+    from napari_wsirobust.demo import wait_for
     from napari_wsirobust.widgets.train import TrainWidget
 
-    _silence_pyqt5_toast()
     work = Path(tempfile.mkdtemp(prefix="wsirobust-train-shot-"))
     opened, cohort_csv = make_cohort(work)
     viewer = napari.Viewer(show=True)

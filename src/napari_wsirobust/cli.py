@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import WsiRobustError, is_user_error, user_message
-
-LOG = logging.getLogger("napari_wsirobust")
 
 
 def _cmd_generate_cohort(args: argparse.Namespace) -> int:
@@ -445,8 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {user_message(exc)}", file=sys.stderr)
         if is_user_error(exc):
             return 2
-        logging.basicConfig(format="%(message)s")
-        LOG.error("traceback of the internal error:", exc_info=exc)
+        traceback.print_exception(exc, file=sys.stderr)  # the log of a command line is standard error
         return 3
 
 

@@ -41,17 +41,6 @@ def pick_demo_row(rows: list[dict[str, str]]) -> dict[str, str]:
     return (tumour or rows)[0]
 
 
-def _silence_pyqt5_toast() -> None:
-    """napari 0.9 announces PyQt5's deprecation in a toast that covers the demo canvas; the
-    project pins PyQt5 deliberately (see README), so the demo does not show it."""
-    try:
-        import napari._qt.qt_main_window as qt_main_window
-
-        qt_main_window.SHOW_QT_WARNING = False
-    except (ImportError, AttributeError):
-        pass
-
-
 def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
     """Process Qt events until ``condition()`` holds (True) or the timeout passes (False)."""
     from qtpy.QtWidgets import QApplication
@@ -106,7 +95,6 @@ def overlay_change_fraction(viewer: napari.Viewer) -> float:
 def run_demo(cohort_dir: Path, out_dir: Path, headless: bool) -> int:
     import napari
 
-    _silence_pyqt5_toast()
     csv_path = ensure_cohort(cohort_dir)
     rows = read_cohort_csv(csv_path)
     row = pick_demo_row(rows)

@@ -1,4 +1,4 @@
-"""Issue 6 on the synthetic cohort: the robust head's slide representation carries less scanner
+"""Site signal on the synthetic cohort: the robust head's slide representation carries less scanner
 signal than the plain head's.
 
 1. The default shortcut-benchmark cohort (88 slides; generating and embedding it takes about 5

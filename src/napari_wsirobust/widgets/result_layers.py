@@ -83,7 +83,7 @@ def build_layer(data: Any, kwargs: dict[str, Any], layer_type: str) -> Any:
     """A napari image or rectangle-shapes layer made from result data, not yet in any viewer.
 
     Building it touches no Qt, so a worker thread can do it; its position is relative to the slide
-    until :func:`put_layer` places it."""
+    until the dock places it (:meth:`~.worker_dock.WorkerDock.put_result_layer`)."""
     from napari.layers import Image, Shapes
 
     if layer_type == "image":
@@ -202,31 +202,6 @@ def queue_in_place_update(
         return False
     queue.push_front(update_steps(existing, data, kwargs, layer_type, placed_translate(kwargs, offset)))
     return True
-
-
-def put_layer(
-    viewer: Any,
-    slide_path: str,
-    data: Any,
-    kwargs: dict[str, Any],
-    layer_type: str,
-    offset: np.ndarray,
-    built: Any = None,
-) -> tuple[Any, bool]:
-    """Add an image or rectangle-shapes result layer, or update the existing one in place (all of
-    :func:`update_steps` at once); returns (layer, created). ``kwargs`` positions are relative to the
-    slide; ``offset`` is its origin; ``built`` is the layer :func:`build_layer` already made from
-    them (used when none exists)."""
-    existing = find_layer(viewer, slide_path, kwargs["metadata"][METADATA_KEY]["kind"])
-    translate = placed_translate(kwargs, offset)
-    if existing is None:
-        layer = built if built is not None else build_layer(data, kwargs, layer_type)
-        layer.translate = translate
-        add_quietly(viewer, layer)
-        return layer, True
-    for step in update_steps(existing, data, kwargs, layer_type, translate):
-        step()
-    return existing, False
 
 
 def remove_stale(viewer: Any, slide_path: str, kinds: set[str], keep: set[str]) -> None:
