@@ -20,13 +20,17 @@ DOCKS = ("Analyse", "Train", "Robustness")
 MIN_SHARE_AT_1920 = 0.5
 
 
-def measure(viewer, shown: list[str], docks: dict[str, object], size: tuple[int, int], shot: Path) -> dict:
-    """Show only the docks named in ``shown``, resize the window, and measure the canvas."""
+def measure(viewer, shown: list[str], widgets: dict[str, object], size: tuple[int, int], shot: Path) -> dict:
+    """Dock only the widgets named in ``shown`` (as a user opening them would), resize the window, and
+    measure the canvas."""
     from napari_wsirobust.demo import wait_for
 
-    for name, dock in docks.items():
-        dock.setVisible(name in shown)
+    for dock in list(viewer.window._wrapped_dock_widgets.values()):
+        viewer.window.remove_dock_widget(dock)
+    wait_for(lambda: False, 0.3)
     viewer.window.resize(*size)
+    for name in shown:
+        viewer.window.add_dock_widget(widgets[name], name=name, area="right")
     wait_for(lambda: False, 1.0)
     canvas = viewer.window._qt_viewer.canvas.native.width()
     window = viewer.window._qt_window.width()
@@ -90,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         "Train": TrainWidget(viewer),
         "Robustness": RobustnessWidget(viewer),
     }
-    docks = {name: viewer.window.add_dock_widget(w, name=name, area="right") for name, w in widgets.items()}
+    for name, widget in widgets.items():
+        viewer.window.add_dock_widget(widget, name=name, area="right")
     if not args.empty:
         run_jobs(widgets, robustness_csv, train_csv)
     viewer.reset_view()
@@ -100,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in DOCKS:
             for shown in ([name], ["Slide info", name]):
                 tag = f"{size[0]}x{size[1]}_{'+'.join(s.split()[0].lower() for s in shown)}"
-                rows.append(measure(viewer, shown, docks, size, out / f"{tag}.png"))
+                rows.append(measure(viewer, shown, widgets, size, out / f"{tag}.png"))
                 print(
                     f"{tag:32s} canvas {rows[-1]['canvas_share']:.2f} of the window width "
                     f"(window {rows[-1]['window_px'][0]}x{rows[-1]['window_px'][1]})",

@@ -46,8 +46,11 @@ def test_guarded_returns_value_error_or_cancellation() -> None:
     assert items == [] and outcome.cancelled and not outcome.ok
 
 
-def test_user_message_names_unknown_errors() -> None:
-    assert user_message(ValueError("bad value")) == "ValueError: bad value"
+def test_user_message_names_unknown_errors_as_internal() -> None:
+    assert (
+        user_message(ValueError("bad value"))
+        == "Internal error (ValueError: bad value); the details are in the log."
+    )
     assert user_message(MemoryError()) == "Out of memory: analyse a smaller region."
 
 

@@ -110,7 +110,7 @@ class RobustnessWidget(WorkerDock):
     def estimate_profiles(self) -> Any:
         csv = Path(str(self._cohort_csv.value))
         if not csv.is_file():
-            show_error("Choose a cohort CSV (path, label, site/scanner) to estimate scanner profiles from.")
+            self.refuse("Choose a cohort CSV (path, label, site/scanner) to estimate scanner profiles from.")
             return None
         out = csv.with_name(f"{csv.stem}_profiles.json")
 
@@ -197,10 +197,10 @@ class RobustnessWidget(WorkerDock):
     def run_cohort(self) -> Any:
         csv = Path(str(self._cohort_csv.value))
         if not csv.is_file():
-            show_error("Choose a cohort CSV for the cohort diagnostics.")
+            self.refuse("Choose a cohort CSV for the cohort diagnostics.")
             return None
         if self._model.value is None:
-            show_error("Choose a MIL model.")
+            self.refuse("Choose a MIL model.")
             return None
         try:
             head = self._resources.head(MODELS.path(self._model.value))

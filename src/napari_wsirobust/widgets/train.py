@@ -38,7 +38,7 @@ from ..cohort import (
     records_to_rows,
     write_cohort_csv,
 )
-from ..errors import WsiRobustError
+from ..errors import WsiRobustError, is_user_error, user_message
 from ..features import ExtractConfig, default_cache_dir
 from ..io import LAYER_METADATA_KEY
 from ..mil import (
@@ -58,6 +58,7 @@ from ..mil import (
     save_checkpoint,
     train_table,
 )
+from .jobs import LOG
 from .layer_geometry import annotations_from_layer
 from .model_list import MODELS
 from .result_layers import drawn_layer_choices
@@ -354,7 +355,9 @@ class TrainWidget(WorkerDock):
         try:
             head = TrainedHead.load(folder)
         except Exception as exc:  # any unreadable checkpoint: tell the user, keep the widget usable
-            show_error(f"Cannot load a model from {folder}: {exc}")
+            if not is_user_error(exc):
+                LOG.error("loading a model failed", exc_info=exc)
+            show_error(f"Cannot load a model from {folder}: {user_message(exc)}")
             return None
         self._head = head
         recorded = head.config.metrics or {}

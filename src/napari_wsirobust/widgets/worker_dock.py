@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import napari
 
 Step = Callable[[], None]
+MIN_DOCK_HEIGHT_PX = 320  # a dock opened beside another still shows its first controls without scrolling
 
 
 class WorkerDock(Container):
@@ -61,7 +62,9 @@ class WorkerDock(Container):
 
         import_backends()  # timm imported on the main thread, safely (see import_backends)
         install_vispy_patches()  # removing layers must not crash napari on Mesa; cheaper first paints
-        super().__init__()
+        super().__init__(labels=False)
+        self._body = Container()  # the dock's widgets, in a scroll area (see _scrolled)
+        self._scroll = _scrolled(self, self._body)
         self._viewer = viewer
         self._worker: Any = None
         self._cancel_event = threading.Event()
@@ -80,8 +83,12 @@ class WorkerDock(Container):
 
     def lay_out(self, widgets: Iterable[Any], run_buttons: Iterable[PushButton]) -> None:
         """Put the dock's widgets in order; ``run_buttons`` are disabled while a job runs."""
-        self.extend(list(widgets))
+        self._body.extend(list(widgets))
         self._run_buttons = tuple(run_buttons)
+        # as wide as the widgets need (never a sideways scroll bar), as tall as the window allows
+        bar = self._scroll.verticalScrollBar().sizeHint().width()
+        self._scroll.setMinimumWidth(self._body.native.minimumSizeHint().width() + bar)
+        self._scroll.setMinimumHeight(min(self._body.native.sizeHint().height(), MIN_DOCK_HEIGHT_PX))
 
     # -- choices of layers ----------------------------------------------------------------------
     def _slide_choices(self, _w: Any = None) -> list[tuple[str, Any]]:
@@ -94,7 +101,7 @@ class WorkerDock(Container):
 
     def _refresh_choices(self, _event: Any = None) -> None:
         try:
-            self.reset_choices()
+            self._body.reset_choices()
         except RuntimeError:  # the dock was closed and its Qt widgets deleted: stop listening
             self._viewer.layers.events.inserted.disconnect(self._refresh_choices)
             self._viewer.layers.events.removed.disconnect(self._refresh_choices)
@@ -226,3 +233,23 @@ class WorkerDock(Container):
             self._steps.push_front([lambda: setattr(layer, "visible", True)], may_wait=True)
         add_quietly(self._viewer, layer)
         return layer
+
+
+def _scrolled(outer: Container, body: Container) -> Any:
+    """Put ``body`` into a scroll area filling ``outer``: napari docks ``outer.native``, so a dock taller
+    than the window scrolls instead of making the window taller than the screen, and its width follows
+    what the widgets need rather than what their contents would like."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy
+
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setWidget(body.native)
+    layout = outer.native.layout()
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(scroll)
+    # the dock takes the height left beside smaller docks (Slide info) rather than its scroll minimum
+    outer.native.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
+    return scroll
