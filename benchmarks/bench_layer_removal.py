@@ -77,7 +77,7 @@ def main() -> int:
         f"{args.repeats} fresh processes of `scripts/shapes_removal_crash.py` (alternated with the other "
         "rows): a viewer showing a 512x512 image; each cycle adds a layer (8 rectangles with rank text, "
         "as the top tiles; or 8 points without text), paints, removes it, paints; then an image is added. "
-        "Exit status -11 is a segmentation fault. The guard (`widgets/gl_guard.py`) stops vispy deleting "
+        "Exit status -11 is a segmentation fault. The guard (`_vispy/gl_guard.py`) stops vispy deleting "
         "GL programs on Mesa; its cost is the difference in growth per cycle against the Points row, "
         "whose removal needs no guard.\n\n" + "\n".join(lines) + "\n"
     )

@@ -315,12 +315,12 @@ def main() -> int:
     for i, sess in enumerate(sessions, 1):
         mode = MODES[sess["mode"]]
         idle = np.array(sess["idle"])
-        rows.append(_row(f"session {i} ({mode}): panning, no analysis (10 s)", idle, sess["idle_gc"]))
+        rows.append(_row(f"process {i} ({mode}): panning, no analysis (10 s)", idle, sess["idle_gc"]))
         for j, run in enumerate(sess["runs"], 1):
             gaps = np.array(run["gaps"])
-            name = f"session {i} ({mode}): during analysis {j} ({run['seconds']:.1f} s)"
+            name = f"process {i} ({mode}): during analysis {j} ({run['seconds']:.1f} s)"
             rows.append(_row(name, gaps, run["gc"], run))
-            long_gaps.append(f"session {i} run {j}: {_long(gaps)}")
+            long_gaps.append(f"process {i} run {j}: {_long(gaps)}")
     quiet = {m: [x["quiet_seconds"] for x in sessions if x["mode"] == m] for m in MODES}
     panned = {m: [run["seconds"] for x in sessions if x["mode"] == m for run in x["runs"][1:]] for m in MODES}
 
@@ -376,7 +376,7 @@ def main() -> int:
         f"processes, {ROUNDS} per condition, alternated: {', '.join(MODES.values())} (each of the last four "
         "is the behaviour before one change: the worker's CPU priority lowered to nice +10, a re-run's "
         "layers updated one property per event-loop turn, vispy's shader-variable parse replaced by a "
-        "linear-time one, `widgets/shader_parse.py`, and layer steps held while the view moves, "
+        "linear-time one, `_vispy/shader_parse.py`, and layer steps held while the view moves, "
         f"`widgets/view_motion.py`); in each, 10 s of panning alone, then {RUNS} analyses. A 10 ms QTimer "
         f"pans the camera every tick from the start of a run until {TAIL_S} s after its worker finished; "
         "gaps between ticks in ms (target: max <= 100 ms while panning during the run). Then the panning "

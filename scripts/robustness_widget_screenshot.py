@@ -43,7 +43,7 @@ def main() -> int:
 
     analysed, cohort_csv = make_data(Path(tempfile.mkdtemp(prefix="wsirobust-robustness-shot-")))
     viewer = napari.Viewer(show=True)
-    viewer.window.resize(1600, 1150)
+    viewer.window.resize(1920, 1080)
     viewer.open(str(analysed), plugin="napari-wsirobust")
     widget = RobustnessWidget(viewer)
     viewer.window.add_dock_widget(widget, area="right", name="Robustness diagnostics")

@@ -44,7 +44,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="wsirobust-train-shot-"))
     opened, cohort_csv = make_cohort(work)
     viewer = napari.Viewer(show=True)
-    viewer.window.resize(1500, 1100)
+    viewer.window.resize(1920, 1080)
     (slide,) = viewer.open(str(opened), plugin="napari-wsirobust")
     rect = np.array([[0.0, 0.0], [0.0, 512.0], [192.0, 512.0], [192.0, 0.0]])
     shapes = viewer.add_shapes(

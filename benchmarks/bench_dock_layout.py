@@ -3,8 +3,9 @@ Robustness docks with a real run each (``--empty``: before any run), then shows 
 beside Slide info at 1920x1080 and 1366x768 and writes the canvas width as a share of the window's,
 with a screenshot of each (``<out>/<size>_<docks>.png``, ``<out>/layout.json``).
 
-Run: ``xvfb-run -a -s "-screen 0 1920x1200x24" .venv/bin/python scripts/dock_layout.py [--out DIR]``.
-Exit status 1 when a dock at 1920x1080 leaves the canvas less than half the window's width.
+Run: ``xvfb-run -a -s "-screen 0 1920x1200x24" .venv/bin/python benchmarks/bench_dock_layout.py``; writes the
+"dock-layout" section of BENCHMARKS.md. Exit status 1 when a dock at 1920x1080 leaves the canvas less
+than half the window's width, or a window ends up taller than asked for (a dock that does not fit).
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "scripts")]  # the report writer; the screenshot scripts' data
+from _report import machine_line, write_section  # noqa: E402
 
 SIZES = ((1920, 1080), (1366, 768))
 DOCKS = ("Analyse", "Train", "Robustness")
@@ -71,7 +76,11 @@ def run_jobs(widgets: dict[str, object], robustness_csv: Path, train_csv: Path) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="dock_layout", help="folder for the screenshots and layout.json")
+    parser.add_argument(
+        "--out",
+        default=str(HERE / "_work" / "dock_layout"),
+        help="folder for the screenshots and layout.json",
+    )
     parser.add_argument("--empty", action="store_true", help="measure the docks before any run")
     args = parser.parse_args(argv)
     from robustness_widget_screenshot import make_data
@@ -113,10 +122,38 @@ def main(argv: list[str] | None = None) -> int:
                 )
     (out / "layout.json").write_text(json.dumps(rows, indent=2))
     viewer.close()
+    if not args.empty:
+        write_section("dock-layout", report(rows))
     narrow = [r for r in rows if r["window"] == "1920x1080" and r["canvas_share"] < MIN_SHARE_AT_1920]
+    grown = [r for r in rows if r["window_px"][1] > int(r["window"].split("x")[1])]
     for r in narrow:
         print(f"too narrow: {r['docks']} leave {r['canvas_share']:.2f} of the window", file=sys.stderr)
-    return 1 if narrow else 0
+    for r in grown:
+        print(f"window grew: {r['docks']} made it {r['window_px']} for {r['window']}", file=sys.stderr)
+    return 1 if narrow or grown else 0
+
+
+def report(rows: list[dict]) -> str:
+    """The BENCHMARKS.md section: one row per window size and docks shown."""
+    lines = [
+        "## Dock layout",
+        "",
+        f'`xvfb-run -a -s "-screen 0 1920x1200x24" .venv/bin/python benchmarks/bench_dock_layout.py` on '
+        f"{machine_line()}, Xvfb. Each dock filled by a real run first (a whole-slide analysis; scanner "
+        "profiles, a what-if and cohort diagnostics; 12 epochs of training on 11 slides), then docked "
+        "alone or below Slide info, as a user opens them, in a window of each size. Canvas share: the "
+        f"canvas width over the window width (target at 1920x1080: at least {MIN_SHARE_AT_1920}); window: "
+        "its size once laid out (a dock that does not fit would make it taller).",
+        "",
+        "| window asked | docks | canvas px | canvas share | window after layout |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['window']} | {' + '.join(r['docks'])} | {r['canvas_px']} | {r['canvas_share']:.2f} | "
+            f"{r['window_px'][0]}x{r['window_px'][1]} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
