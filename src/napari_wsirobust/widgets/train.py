@@ -126,7 +126,7 @@ class TrainWidget(WorkerDock):
         self._device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
         self._epochs = SpinBox(label="Epochs", value=40, min=1, max=1000)
         self._patience = SpinBox(label="Patience (epochs)", value=20, min=1, max=1000)
-        self._patience.tooltip = "stop after this many epochs without a better validation AUC (the best is kept)"
+        self._patience.tooltip = "stop after this many epochs without a better validation AUC"
         self._model_dir = FileEdit(label="Model folder", mode="d", value=str(default_model_dir()))
         self._train = PushButton(text="Train")
         self.plot = TrainingPlot()
