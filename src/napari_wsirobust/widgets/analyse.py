@@ -15,7 +15,6 @@ import numpy as np
 from magicgui.widgets import (
     ComboBox,
     FileEdit,
-    Label,
     PushButton,
     RadioButtons,
     SpinBox,
@@ -49,7 +48,7 @@ from .result_layers import (
     warm_up_glyphs,
     warm_up_layers,
 )
-from .worker_dock import WorkerDock
+from .worker_dock import WorkerDock, message_label
 
 if TYPE_CHECKING:
     import napari
@@ -81,8 +80,7 @@ class AnalyseWidget(WorkerDock):
         self._shapes = ComboBox(label="Shapes layer", choices=self._shapes_choices, nullable=True)
         self._top_k = SpinBox(label="Top tiles", value=8, min=1, max=100)
         self._run = PushButton(text="Analyse")
-        self._result_label = Label(value="No analysis yet.")
-        self._result_label.native.setWordWrap(True)
+        self._result_label = message_label("No analysis yet.")
         self._previous = PushButton(text="◀ Previous top tile")
         self._next = PushButton(text="Next top tile ▶")
         self._export_dir = FileEdit(label="Export folder", mode="d", value=str(Path.home()))

@@ -15,7 +15,6 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
-    Label,
     PushButton,
     RadioButtons,
     Table,
@@ -47,8 +46,8 @@ from .result_layers import (
     scope_for,
     slide_layer_for,
 )
-from .tables import compact_table, show_table
-from .worker_dock import WorkerDock
+from .tables import compact_table, fit_table
+from .worker_dock import WorkerDock, message_label
 
 if TYPE_CHECKING:
     import napari
@@ -80,7 +79,7 @@ class RobustnessWidget(WorkerDock):
         self._diagnose = PushButton(text="Run cohort diagnostics")
         self._table = Table(value=[], label="Predictions by profile")
         self._table.read_only = True
-        self._spread = Label(value="")
+        self._spread = message_label()
         self._metrics = Table(value=[], label="Cohort metrics")
         self._metrics.read_only = True
         for table in (self._table, self._metrics):
@@ -100,7 +99,7 @@ class RobustnessWidget(WorkerDock):
             run_buttons=[self._run, self._diagnose, self._estimate],
         )  # fmt: skip
         for panel in (self._table, self._spread, self._metrics, self._plot_box):
-            panel.visible = False  # empty until a run fills it: no room taken from the slide
+            self.set_panel_visible(panel, False)  # empty until a run fills it
         self._estimate.changed.connect(lambda _v=None: self.estimate_profiles())
         self._run.changed.connect(lambda _v=None: self.run_whatif())
         self._diagnose.changed.connect(lambda _v=None: self.run_cohort())
@@ -184,8 +183,9 @@ class RobustnessWidget(WorkerDock):
         columns = list(rows[0])
         data = [[_cell(r[c]) for c in columns] for r in rows]
         self._table.value = {"data": data, "index": list(range(len(data))), "columns": columns}
-        show_table(self._table)
-        self._spread.visible = True
+        fit_table(self._table)
+        self.set_panel_visible(self._table, True)
+        self.set_panel_visible(self._spread, True)
         label = result.base.predicted_label
         self._spread.value = (
             f"Spread of p({label}) across profiles: <b>{result.spread:.3f}</b> "
@@ -230,9 +230,10 @@ class RobustnessWidget(WorkerDock):
             for m in diag.per_site
         ]
         self._metrics.value = {"data": rows, "index": list(range(len(rows))), "columns": ["metric", "value"]}
-        show_table(self._metrics)
+        fit_table(self._metrics)
+        self.set_panel_visible(self._metrics, True)
         self._canvas.setMinimumHeight(220 if diag.umap is None else 420)  # a second row: the UMAP
-        self._plot_box.visible = True
+        self.set_panel_visible(self._plot_box, True)
         projection_figure(diag, self.figure)
         self._canvas.draw_idle()
         self._status.value = f"Cohort diagnostics done ({diag.n_slides} slides)."

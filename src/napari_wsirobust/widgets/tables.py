@@ -28,8 +28,7 @@ def fit_height(table: Table, max_rows: int = MAX_VISIBLE_ROWS, min_rows: int = 1
     native.setFixedHeight(height)
 
 
-def show_table(table: Table, max_rows: int = MAX_VISIBLE_ROWS, min_rows: int = 1) -> None:
-    """After new contents: columns as wide as their contents, height to the rows, and shown."""
+def fit_table(table: Table, max_rows: int = MAX_VISIBLE_ROWS, min_rows: int = 1) -> None:
+    """After new contents: columns as wide as their contents, height to the rows."""
     table.native.resizeColumnsToContents()
     fit_height(table, max_rows, min_rows)
-    table.visible = True

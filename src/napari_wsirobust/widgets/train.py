@@ -63,7 +63,7 @@ from .layer_geometry import annotations_from_layer
 from .model_list import MODELS
 from .result_layers import drawn_layer_choices
 from .slide_info import slide_layers
-from .tables import compact_table, show_table
+from .tables import compact_table, fit_table
 from .training_plot import TrainingPlot
 from .worker_dock import WorkerDock
 
@@ -152,7 +152,7 @@ class TrainWidget(WorkerDock):
         compact_table(self._table, min_rows=4)
         compact_table(self._metrics)
         for panel in (self._plot_box, self._metrics):
-            panel.visible = False  # empty until training or a loaded model fills it
+            self.set_panel_visible(panel, False)  # empty until training or a loaded model fills it
 
         self._add_open.changed.connect(lambda _v=None: self.add_open_slides())
         self._remove.changed.connect(lambda _v=None: self.remove_selected_rows())
@@ -181,7 +181,7 @@ class TrainWidget(WorkerDock):
     def set_records(self, records: list[dict[str, str]]) -> None:
         data = [[rec.get(c, "") for c in TABLE_COLUMNS] for rec in records]
         self._table.value = {"data": data, "index": list(range(len(data))), "columns": list(TABLE_COLUMNS)}
-        show_table(self._table, min_rows=4)
+        fit_table(self._table, min_rows=4)
 
     def add_open_slides(self) -> int:
         """Add every slide layer not in the table yet; returns how many were added."""
@@ -294,7 +294,7 @@ class TrainWidget(WorkerDock):
             return run, metrics_table(head, run.bags)
 
         self.plot.reset()
-        self._plot_box.visible = True
+        self.set_panel_visible(self._plot_box, True)
         return self.start(job, self._show_run, f"Training on {len(table)} slides ({preset}) ...", prepare)
 
     def _on_progress(self, item: Stage | EpochReport) -> None:
@@ -332,7 +332,8 @@ class TrainWidget(WorkerDock):
             [m.split, m.site, str(m.n_slides), _format(m.auc), _format(m.balanced_accuracy)] for m in metrics
         ]
         self._metrics.value = {"data": data, "index": list(range(len(data))), "columns": list(METRIC_COLUMNS)}
-        show_table(self._metrics)
+        fit_table(self._metrics)
+        self.set_panel_visible(self._metrics, True)
 
     # -- save / load --------------------------------------------------------------------------------
     def save_model(self, folder: Path) -> Path | None:

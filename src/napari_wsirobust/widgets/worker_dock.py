@@ -15,8 +15,9 @@ from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import Container, Label, ProgressBar, PushButton
+from magicgui.widgets import Container, Label, ProgressBar, PushButton, Table
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QEvent, QObject
 
 from .._vispy import install_vispy_patches
 from ..errors import user_message
@@ -63,7 +64,8 @@ class WorkerDock(Container):
         import_backends()  # timm imported on the main thread, safely (see import_backends)
         install_vispy_patches()  # removing layers must not crash napari on Mesa; cheaper first paints
         super().__init__(labels=False)
-        self._body = Container()  # the dock's widgets, in a scroll area (see _scrolled)
+        self._body = Container(labels=False)  # the dock's widgets, in a scroll area (see _scrolled)
+        self._sections: dict[int, Container] = {}  # id(table) -> its heading and itself
         self._scroll = _scrolled(self, self._body)
         self._viewer = viewer
         self._worker: Any = None
@@ -74,21 +76,45 @@ class WorkerDock(Container):
         self._steps = steps_held_while_moving(self._motion, self._finish_if_idle, self._say)
         self._cancel = PushButton(text=self.cancel_text, enabled=False)
         self._progress = ProgressBar(label="Progress", value=0, max=1, visible=False)
-        self._status = Label(value=status)
-        self._status.native.setWordWrap(True)  # long messages wrap instead of widening the dock
+        self._status = message_label(status)
         self._cancel.changed.connect(lambda _v=None: self.cancel())
         self._undock_watcher = call_when_undocked(self.native, self.cancel)
         viewer.layers.events.inserted.connect(self._refresh_choices)
         viewer.layers.events.removed.connect(self._refresh_choices)
 
     def lay_out(self, widgets: Iterable[Any], run_buttons: Iterable[PushButton]) -> None:
-        """Put the dock's widgets in order; ``run_buttons`` are disabled while a job runs."""
-        self._body.extend(list(widgets))
+        """Put the dock's widgets in order; ``run_buttons`` are disabled while a job runs.
+
+        Labelled inputs go into forms (label beside the field); buttons, messages, plots and tables
+        take the dock's whole width, a table under a heading made from its label."""
+        form: list[Any] = []
+
+        def end_form() -> None:
+            if form:
+                self._body.append(_section(form, labels=True))
+                form.clear()
+
+        for widget in widgets:
+            if isinstance(widget, Table):
+                end_form()
+                heading = Label(value=widget.label)
+                section = _section([heading, widget], labels=False)
+                self._sections[id(widget)] = section
+                self._body.append(section)
+            elif getattr(widget, "label", "") and not isinstance(widget, (PushButton, Label, Container)):
+                form.append(widget)
+            else:
+                end_form()
+                self._body.append(widget)
+        end_form()
         self._run_buttons = tuple(run_buttons)
-        # as wide as the widgets need (never a sideways scroll bar), as tall as the window allows
-        bar = self._scroll.verticalScrollBar().sizeHint().width()
-        self._scroll.setMinimumWidth(self._body.native.minimumSizeHint().width() + bar)
         self._scroll.setMinimumHeight(min(self._body.native.sizeHint().height(), MIN_DOCK_HEIGHT_PX))
+
+    def set_panel_visible(self, widget: Any, visible: bool) -> None:
+        """Show or hide a result panel (a table with its heading, a plot, a message): panels stay
+        hidden while they have nothing to show, so they take no room from the slide."""
+        self._sections.get(id(widget), widget).visible = visible
+        widget.visible = visible
 
     # -- choices of layers ----------------------------------------------------------------------
     def _slide_choices(self, _w: Any = None) -> list[tuple[str, Any]]:
@@ -235,6 +261,23 @@ class WorkerDock(Container):
         return layer
 
 
+def message_label(text: str = "") -> Label:
+    """A label for messages: as wide as the dock, long text wrapping instead of widening it."""
+    from qtpy.QtWidgets import QSizePolicy
+
+    label = Label(value=text)
+    label.native.setWordWrap(True)
+    label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+    return label
+
+
+def _section(widgets: list[Any], labels: bool) -> Container:
+    """A margin-less group of the dock's widgets (a form when ``labels``)."""
+    section = Container(widgets=list(widgets), labels=labels)
+    section.margins = (0, 0, 0, 0)
+    return section
+
+
 def _scrolled(outer: Container, body: Container) -> Any:
     """Put ``body`` into a scroll area filling ``outer``: napari docks ``outer.native``, so a dock taller
     than the window scrolls instead of making the window taller than the screen, and its width follows
@@ -245,11 +288,31 @@ def _scrolled(outer: Container, body: Container) -> Any:
     scroll = QScrollArea()
     scroll.setWidgetResizable(True)
     scroll.setFrameShape(QFrame.Shape.NoFrame)
-    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
     scroll.setWidget(body.native)
+    scroll._fit_width = _FitWidth(body.native, scroll)  # kept with the scroll area
     layout = outer.native.layout()
     layout.setContentsMargins(0, 0, 0, 0)
     layout.addWidget(scroll)
     # the dock takes the height left beside smaller docks (Slide info) rather than its scroll minimum
     outer.native.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
     return scroll
+
+
+class _FitWidth(QObject):
+    """Keeps a scroll area at least as wide as its widget needs, whenever the widget's layout changes
+    (a filled table or a longer message): the dock widens a little rather than cut anything off."""
+
+    def __init__(self, body: Any, scroll: Any) -> None:
+        super().__init__(scroll)
+        self._body, self._scroll = body, scroll
+        body.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        if event.type() in (QEvent.Type.LayoutRequest, QEvent.Type.Show):
+            try:
+                bar = max(self._scroll.verticalScrollBar().sizeHint().width(), 16) + 4  # and a margin
+                self._scroll.setMinimumWidth(self._body.minimumSizeHint().width() + bar)
+            except RuntimeError:  # the dock is being deleted
+                pass
+        return False
