@@ -69,6 +69,9 @@ def main() -> int:
     if widget.train() is None or not wait_for(lambda: not widget.running, 600):
         print("training did not finish")
         return 1
+    viewer.reset_view()
+    bar = widget._scroll.verticalScrollBar()  # the results, at the bottom of the dock
+    bar.setValue(bar.maximum())
     wait_for(lambda: False, 1.0)
     OUT.parent.mkdir(exist_ok=True)
     viewer.screenshot(str(OUT), canvas_only=False, flash=False)

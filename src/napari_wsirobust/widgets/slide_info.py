@@ -15,8 +15,16 @@ from magicgui.widgets import (
     TextEdit,
 )
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import QSizePolicy
 
-from ..io import LAYER_METADATA_KEY, PLAUSIBLE_MPP_RANGE, SlideError, format_metadata, open_slide
+from ..io import (
+    LAYER_METADATA_KEY,
+    PLAUSIBLE_MPP_RANGE,
+    SUPPORTED_SUFFIXES,
+    SlideError,
+    format_metadata,
+    open_slide,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -33,12 +41,14 @@ class SlideInfoWidget(Container):
     def __init__(self, viewer: napari.Viewer) -> None:
         self._viewer = viewer
         self._file_edit = FileEdit(
-            label="Slide file", mode="r", filter="*.svs *.tif *.tiff *.ndpi *.scn *.bif"
+            label="Slide file", mode="r", filter=" ".join(f"*{suffix}" for suffix in SUPPORTED_SUFFIXES)
         )
         self._open_button = PushButton(text="Open slide")
         self._layer_edit = ComboBox(label="Slide layer", choices=self._layer_choices)
         self._info_edit = TextEdit(value="", enabled=True)
         self._info_edit.native.setReadOnly(True)
+        lines = self._info_edit.native.fontMetrics().lineSpacing()
+        self._info_edit.native.setFixedHeight(10 * lines + 12)  # the metadata's nine lines, no more
         self._mpp_edit = FloatSpinBox(
             label="MPP override (µm/px)",
             value=0.5,
@@ -59,6 +69,8 @@ class SlideInfoWidget(Container):
                 self._status_label,
             ]
         )
+        # only as tall as its contents: the room left goes to the docks below it
+        self.native.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         self._open_button.changed.connect(self._on_open_clicked)
         self._layer_edit.changed.connect(self._on_layer_changed)
         self._apply_mpp_button.changed.connect(self._on_apply_mpp_clicked)
