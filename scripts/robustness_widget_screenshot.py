@@ -53,10 +53,11 @@ def main() -> int:
         if start() is None or not wait_for(lambda: not widget.running, 900):
             print(f"{start.__name__} did not finish: {widget._status.value}")
             return 1
-    bar = widget._scroll.verticalScrollBar()  # the results, at the bottom of the dock
-    bar.setValue(bar.maximum())
     viewer.reset_view()
     wait_for(lambda: False, 2.0)
+    bar = widget._scroll.verticalScrollBar()  # the results, at the bottom of the dock
+    bar.setValue(bar.maximum())
+    wait_for(lambda: False, 0.5)
     OUT.parent.mkdir(exist_ok=True)
     viewer.screenshot(str(OUT), canvas_only=False, flash=False)
     print(widget._spread.value)

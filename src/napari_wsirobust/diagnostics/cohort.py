@@ -245,6 +245,6 @@ def projection_figure(diag: CohortDiagnostics, figure: Any = None) -> Any:
             else:
                 ax.set_xlabel("UMAP 1")
                 ax.set_ylabel("UMAP 2")
-            ax.set_title(f"slide embeddings {title} ({method})", fontsize=9)
+            ax.set_title(f"slides {title} ({method})", fontsize=9)
             ax.legend(fontsize=7)
     return figure
