@@ -207,7 +207,7 @@ def session(mode: str) -> dict:
     from napari_wsirobust import _vispy
     from napari_wsirobust.demo import wait_for
     from napari_wsirobust.io import open_slide
-    from napari_wsirobust.widgets import analyse, jobs, result_layers
+    from napari_wsirobust.widgets import jobs, result_layers, view_motion
     from napari_wsirobust.widgets.analyse import AnalyseWidget, camera_of
 
     if mode == "gui-priority":
@@ -217,7 +217,7 @@ def session(mode: str) -> dict:
     if mode == "vispy-parse":
         _vispy.install_fast_shader_parse = lambda: False  # type: ignore[assignment]
     if mode == "no-hold":
-        analyse.ViewMotion.wait_ms = lambda self: 0  # type: ignore[method-assign]
+        view_motion.ViewMotion.wait_ms = lambda self: 0  # type: ignore[method-assign]
     slide_path = ensure_slide()
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1400, 900)

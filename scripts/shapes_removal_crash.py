@@ -7,7 +7,7 @@ Without ``--guard`` the process dies with a segmentation fault at the second cyc
 status -11 from a parent process); with it, it prints the resident memory after each cycle and
 "survived". ``--layer points`` cycles a Points layer without text instead (no crash, no guard needed:
 the memory baseline). ``benchmarks/bench_layer_removal.py`` runs it. See
-:mod:`napari_wsirobust.widgets.gl_guard`.
+:mod:`napari_wsirobust._vispy.gl_guard`.
 """
 
 from __future__ import annotations

@@ -56,3 +56,21 @@ def _parser_raising(exc: BaseException) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     parser.set_defaults(func=fail)
     return parser
+
+
+@pytest.mark.parametrize("content", [b"not json {", b"\xff\xfe\x00binary", b'{"profiles": 3}'], ids=str)
+def test_a_bad_profiles_file_is_a_user_error(tmp_path, content: bytes) -> None:
+    from napari_wsirobust.diagnostics import load_profiles
+
+    path = tmp_path / "profiles.json"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match="not a profiles file"):
+        load_profiles(path)
+    with pytest.raises(InputError, match="cannot read"):
+        load_profiles(tmp_path / "missing.json")
+
+
+def test_a_missing_slide_list_is_a_user_error(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "slides.csv"
+    assert cli.main(["extract", str(missing), "--cache", str(tmp_path / "cache")]) == 2
+    assert capsys.readouterr().err == f"error: {missing}: no such slide list\n"

@@ -57,6 +57,7 @@ def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
 def open_and_analyse(viewer: napari.Viewer, slide_path: str, name: str, timeout_s: float = 300.0) -> Any:
     """Open ``slide_path``, dock the Slide info and Analyse widgets, and analyse the whole slide with
     the bundled model; returns the Analyse widget (its ``current_result()`` holds the analysis)."""
+    from .analysis import AnalysisError
     from .io import open_slide
     from .widgets import AnalyseWidget, SlideInfoWidget
 
@@ -68,9 +69,9 @@ def open_and_analyse(viewer: napari.Viewer, slide_path: str, name: str, timeout_
     viewer.window.add_dock_widget(analyse, name="Analyse region", area="right")
     analyse._scope.value = "whole slide"
     if analyse.run() is None or not wait_for(lambda: not analyse.running, timeout_s):
-        raise RuntimeError("the demo analysis did not finish")
+        raise AnalysisError("the demo analysis did not finish in time")
     if analyse.current_result() is None:
-        raise RuntimeError(f"the demo analysis failed: {analyse._status.value}")
+        raise AnalysisError(f"the demo analysis failed: {analyse._status.value}")
     return analyse
 
 

@@ -7,6 +7,8 @@ internal error with its traceback in the log (:func:`user_message`, :func:`is_us
 
 from __future__ import annotations
 
+import sys
+
 __all__ = ["InputError", "WsiRobustError", "is_user_error", "user_message"]
 
 
@@ -24,11 +26,8 @@ def is_user_error(exc: BaseException) -> bool:
 
 
 def _is_gpu_out_of_memory(exc: BaseException) -> bool:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch comes with the analysis extras
-        return False
-    return isinstance(exc, torch.cuda.OutOfMemoryError)
+    torch = sys.modules.get("torch")  # never imported: no GPU was used, and an error costs no import
+    return torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError)
 
 
 def user_message(exc: BaseException) -> str:

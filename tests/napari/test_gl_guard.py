@@ -1,4 +1,4 @@
-"""The guard against napari crashing after layers are removed on Mesa (see widgets.gl_guard).
+"""The guard against napari crashing after layers are removed on Mesa (see _vispy.gl_guard).
 
 With the guard disabled, the paints after ``remove shapes -> add shapes`` below kill the test process
 with a segmentation fault on Mesa (checked by hand; ``scripts/shapes_removal_crash.py`` shows it)."""

@@ -1,4 +1,4 @@
-"""The linear-time shader-variable parse (widgets.shader_parse) gives exactly what vispy's own gives."""
+"""The linear-time shader-variable parse (_vispy.shader_parse) gives exactly what vispy's own gives."""
 
 from __future__ import annotations
 

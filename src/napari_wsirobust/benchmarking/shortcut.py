@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from .._atomic import atomic_write_text
-from ..cohort import REFERENCE, CohortTable, read_cohort_table
+from ..cohort import REFERENCE, CohortError, CohortTable, read_cohort_table
 from ..features import ExtractConfig, extract_cohort
 from ..mil import (
     LOSS_PRESETS,
@@ -128,7 +128,7 @@ def prepare(config: ShortcutConfig, log: Any = print) -> ShortcutData:
             if r.status == "failed"
         ]
         if failed:
-            raise RuntimeError(f"feature extraction failed: {failed[0].slide}: {failed[0].error}")
+            raise CohortError(f"feature extraction failed: {failed[0].slide}: {failed[0].error}")
     log(f"features ready ({time.perf_counter() - start:.0f} s)")
     bags = {
         "train": load_bags(table, table.split("train"), with_views),

@@ -1,8 +1,8 @@
 """The editable cohort table of the Train widget as plain records (no Qt).
 
 A record is a dict over :data:`TABLE_COLUMNS` with string values, what a table widget shows and the
-user edits. :func:`records_to_rows` turns them into :class:`~.data.CohortRow` objects, to be
-validated by :func:`~.data.build_cohort_table` like a cohort CSV.
+user edits. :func:`records_to_rows` turns them into :class:`~.table.CohortRow` objects, to be
+validated by :func:`~.table.build_cohort_table` like a cohort CSV.
 """
 
 from __future__ import annotations

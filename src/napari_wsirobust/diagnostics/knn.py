@@ -21,8 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
-
 DEFAULT_K_CANDIDATES = (1, 3, 5, 7, 11, 15, 21, 31, 51)
 
 
@@ -59,7 +57,7 @@ def nearest_neighbours(
     group_ids = np.unique(np.asarray(groups), return_inverse=True)[1] if groups is not None else None
     available = n - 1 if group_ids is None else n - int(np.bincount(group_ids).max())
     if k < 1 or k > available:
-        raise InputError(f"k = {k} but only {available} neighbours are available to every sample")
+        raise ValueError(f"k = {k} but only {available} neighbours are available to every sample")
     out = np.empty((n, k), dtype=np.int64)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
@@ -109,7 +107,7 @@ def choose_k(
     """The candidate k (<= the neighbours computed) where k-NN balanced accuracy peaks (smallest on ties)."""
     usable = [k for k in candidates if k <= neighbours.shape[1]]
     if not usable:
-        raise InputError(f"no candidate k <= {neighbours.shape[1]}")
+        raise ValueError(f"no candidate k <= {neighbours.shape[1]}")
     scores = [knn_balanced_accuracy(neighbours, labels, k) for k in usable]
     return usable[int(np.argmax(scores))]
 

@@ -1,9 +1,10 @@
 """Scanner-swap what-if on a scope of a slide: would the prediction change on another scanner? (no Qt)
 
 The scope is analysed as usual (:func:`~napari_wsirobust.analysis.analyse_region`); then its tiles
-are re-rendered into each target colour profile (:func:`.swap.transfer_tile`, from the slide's own
-estimated profile; blurred to the target's sharpness, :func:`.swap.matching_blur_sigma`, calibrated
-on up to 16 of the scope's tiles; re-compressed at the target's JPEG quality when known), re-embedded
+are re-rendered into each target colour profile (:func:`~napari_wsirobust.stain.transfer_tile`, from
+the slide's own estimated profile; blurred to the target's sharpness,
+:func:`~napari_wsirobust.stain.matching_blur_sigma`, calibrated on up to 16 of the scope's tiles;
+re-compressed at the target's JPEG quality when known), re-embedded
 and the head re-run. A head trained on harmonised tiles (:mod:`napari_wsirobust.stain.harmonise`)
 gets each swapped tile harmonised in turn, from the target profile into the head's reference, as a
 real scan from that profile would be. Per profile and tile:
@@ -175,15 +176,17 @@ def load_profiles(path: str | Path) -> dict[str, StainProfile]:
     """Site profiles from a JSON file written by :func:`save_profiles`."""
     import json
 
-    data = json.loads(Path(path).read_text())
     try:
+        data = json.loads(Path(path).read_text())
         return {
             name: StainProfile(
                 **{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}  # type: ignore[arg-type]
             )
             for name, fields in data["profiles"].items()
         }
-    except (KeyError, TypeError) as exc:
+    except OSError as exc:
+        raise InputError(f"cannot read the profiles file {path}: {exc.strerror or exc}") from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not JSON, or not ours
         raise InputError(f"{path} is not a profiles file written by wsirobust: {exc}") from exc
 
 

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from ..encoders import TileEncoder
-from ..errors import InputError
 from ..io import WSI
 from ..stain import Harmonisation, ScannerAugmentation
 from ..tiling import TileGrid
@@ -109,7 +108,7 @@ class FeatureCache:
         scanner-swapped view (unmixed against the slide's ``glass_rgb``) and cached under their own key;
         with ``harmonise``, as re-rendered into its reference profile (also under their own key)."""
         if view is not None and harmonise is not None:
-            raise InputError("scanner-swapped views of harmonised tiles are not supported")
+            raise ValueError("scanner-swapped views of harmonised tiles are not supported")
         key = cache_key(slide, grid, encoder, view, harmonise)
         if harmonise is not None:
             embed_kwargs["transform"] = harmonise.for_slide(slide)

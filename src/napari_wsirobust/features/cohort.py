@@ -102,7 +102,7 @@ def slide_features(
 
     harmonise = config.harmonise
     if harmonise is not None and any(v is not None for v in views):
-        raise InputError("scanner-swapped views of harmonised slides are not supported")
+        raise ValueError("scanner-swapped views of harmonised slides are not supported")
     encoder = encoder_for(config.encoder, config.weights, config.allow_hub, config.device)
     info = encoder.info
     cache = FeatureCache(config.cache_dir)
@@ -171,6 +171,8 @@ def slides_from_inputs(inputs: Sequence[str]) -> list[str]:
     paths: list[str] = []
     for item in inputs:
         p = Path(item)
+        if p.suffix.lower() in (".csv", ".txt") and not p.is_file():
+            raise InputError(f"{p}: no such slide list")
         if p.suffix.lower() == ".csv":
             with open(p, newline="") as fh:
                 reader = csv.DictReader(fh)

@@ -4,12 +4,12 @@ it is embedded (no Qt).
 The frozen encoder sees the scanner (stain colour, glass tint, focus, JPEG) in every tile; a head
 trained on its features can only remove what it sees in training. Harmonisation removes most of it
 at the input, for every slide alike, training and prediction: each slide's own profile is estimated
-(:func:`~napari_wsirobust.diagnostics.stain.estimate_slide_profile`: glass from the overview, Macenko
+(:func:`~napari_wsirobust.stain.estimate_slide_profile`: glass from the overview, Macenko
 stain vectors, concentrations and sharpness from 48 seeded random tissue tiles of the whole slide), the
 Gaussian blur that brings it down to the reference's sharpness is calibrated on 16 evenly spaced tissue
-tiles of the whole slide (:func:`~napari_wsirobust.diagnostics.swap.matching_blur_sigma`; 0 when the
+tiles of the whole slide (:func:`~napari_wsirobust.stain.matching_blur_sigma`; 0 when the
 slide is already softer), and every tile is transferred into the reference profile
-(:func:`~napari_wsirobust.diagnostics.swap.transfer_tile`), blurred by that amount and re-compressed at
+(:func:`~napari_wsirobust.stain.transfer_tile`), blurred by that amount and re-compressed at
 the reference's JPEG quality. The per-slide plan depends on the whole slide only, never on the scope
 being analysed, so a tile's harmonised features are the same whichever scope embedded it (they are
 cached under their own key).

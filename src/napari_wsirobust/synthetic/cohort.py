@@ -58,7 +58,7 @@ CSV_COLUMNS = [
     "ground_truth",
 ]
 LABELS = ("normal", "tumour")
-REFERENCE_SPLIT = "reference"  # the cohort table's unlabelled re-scan split (mil.data.REFERENCE)
+REFERENCE_SPLIT = "reference"  # the cohort table's unlabelled re-scan split (cohort.REFERENCE)
 
 
 @dataclass(frozen=True)

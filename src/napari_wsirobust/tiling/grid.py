@@ -66,9 +66,9 @@ class Scope:
 
     def __post_init__(self) -> None:
         if self.kind not in ("whole", "rect", "polygons"):
-            raise InputError(f"scope kind must be whole, rect or polygons, got {self.kind!r}")
+            raise ValueError(f"scope kind must be whole, rect or polygons, got {self.kind!r}")
         if self.kind == "rect" and (self.rect_um is None or len(self.rect_um) != 4):
-            raise InputError("a rect scope needs rect_um = (y0, x0, y1, x1) in µm")
+            raise ValueError("a rect scope needs rect_um = (y0, x0, y1, x1) in µm")
         if self.kind == "polygons":
             polys = tuple(np.asarray(p, dtype=np.float64) for p in self.polygons_um)
             if not polys or any(p.ndim != 2 or p.shape[1] != 2 or len(p) < 3 for p in polys):

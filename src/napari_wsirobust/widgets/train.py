@@ -2,9 +2,9 @@
 table or from drawn annotations, train the robust MIL head in a worker with a live plot, and make
 the model available to the Analyse widget.
 
-Thin: validation is :func:`~napari_wsirobust.mil.data.build_cohort_table`, training
-:func:`~napari_wsirobust.mil.workflow.train_table`, metrics
-:func:`~napari_wsirobust.mil.workflow.metrics_table`; this module moves values between them and Qt.
+Thin: validation is :func:`~napari_wsirobust.cohort.build_cohort_table`, training
+:func:`~napari_wsirobust.mil.train_table`, metrics
+:func:`~napari_wsirobust.mil.metrics_table`; this module moves values between them and Qt.
 """
 
 from __future__ import annotations

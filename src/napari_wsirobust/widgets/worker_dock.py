@@ -101,7 +101,13 @@ class WorkerDock(Container):
                 section = _section([heading, widget], labels=False)
                 self._sections[id(widget)] = section
                 self._body.append(section)
-            elif getattr(widget, "label", "") and not isinstance(widget, (PushButton, Label, Container)):
+            elif (
+                getattr(widget, "label", "")
+                and not isinstance(widget, (PushButton, Label))
+                and (
+                    type(widget) is not Container  # a group (a plot box) is full width; a FileEdit is a field
+                )
+            ):
                 form.append(widget)
             else:
                 end_form()
