@@ -12,9 +12,9 @@ sequence tried runs on (buffers and textures are still freed).
 So :func:`guard_gl_program_deletion` (called by this plugin's reader, sample data and widgets) makes
 vispy skip ``glDeleteProgram`` when the OpenGL implementation is Mesa; elsewhere it deletes as
 before. A removed layer then leaves its compiled programs behind: in
-``benchmarks/bench_layer_removal.py`` the resident size grew by 3.93 MiB per add-and-remove of a
+``benchmarks/bench_layer_removal.py`` the resident size grew by 4.48 MiB per add-and-remove of a
 Shapes layer with text, where a Points layer without text (no crash, no guard needed) grows it by
-0.96 MiB. Mesa drivers for GPUs share the GL front end with llvmpipe and so get the guard too;
+1.47 MiB. Mesa drivers for GPUs share the GL front end with llvmpipe and so get the guard too;
 whether they crash was not verified (no such machine here).
 
 It patches ``vispy.gloo.glir.GlirProgram.delete``, process-wide, once; where that does not exist
