@@ -1,4 +1,5 @@
-"""npe2 reader contribution: thin adapter over :class:`napari_wsirobust.io.WSI`."""
+"""npe2 reader contribution: thin adapter over :class:`napari_wsirobust.io.WSI` (slide files and
+DICOM WSI folders)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from ._vispy import install_vispy_patches
-from .io import SUPPORTED_SUFFIXES, open_slide
+from .io import SUPPORTED_SUFFIXES, is_dicom, open_slide
 
 LayerData = tuple[Any, dict[str, Any], str]
 
 
 def _claims(path: str) -> bool:
+    """A path with a slide suffix (a folder so named gets a clear error when read) or a DICOM folder."""
     p = Path(path)
-    return p.suffix.lower() in SUPPORTED_SUFFIXES and not p.is_dir()
+    if p.suffix.lower() in SUPPORTED_SUFFIXES:
+        return True
+    return p.is_dir() and is_dicom(p)
 
 
 def napari_get_reader(path: str | Sequence[str]) -> Callable[..., list[LayerData]] | None:

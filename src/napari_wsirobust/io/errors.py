@@ -22,7 +22,7 @@ class SlideNotFoundError(SlideError, FileNotFoundError):
 
 
 class SlideReadError(SlideError):
-    """The file exists but cannot be decoded as a TIFF-based slide (damaged, truncated, other format)."""
+    """The file exists but no backend can read it as a slide (damaged, truncated, another format)."""
 
 
 class NotASlideError(SlideError):

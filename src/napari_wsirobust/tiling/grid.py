@@ -180,8 +180,10 @@ def _slide_mpp(slide: WSI) -> tuple[float, float]:
     if mpp is None:
         raise MissingMPPError(
             slide.path,
-            "has no pixel size (MPP), so tiles at a physical resolution cannot be placed; set it "
-            "with mpp=... (Python), --mpp (CLI) or the Slide info widget",
+            "has no pixel size (MPP), so tiles at a physical resolution cannot be placed; give it in "
+            "µm/px: on the command line with --mpp or the cohort CSV's mpp column; in napari with the "
+            "Slide info dock's MPP override or the mpp column of the Train dock's table; in Python "
+            "with open_slide(path, mpp=...)",
         )
     return mpp
 
@@ -238,7 +240,7 @@ def read_tile(slide: WSI, grid: TileGrid, index: int) -> np.ndarray:
     w, h = grid.tile_size_level0[0] / dx, grid.tile_size_level0[1] / dy
     xa, ya = int(np.floor(x0)), int(np.floor(y0))
     xb, yb = int(np.ceil(x0 + w)), int(np.ceil(y0 + h))
-    region = slide.read_level_window(level, xa, ya, xb, yb, scheduler="sync")
+    region = slide.read_level_window(level, xa, ya, xb, yb)
     ts = grid.config.tile_size
     box = (x0 - xa, y0 - ya, x0 - xa + w, y0 - ya + h)
     if region.shape[:2] == (ts, ts) and box == (0.0, 0.0, float(ts), float(ts)):

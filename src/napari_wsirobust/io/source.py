@@ -1,0 +1,77 @@
+"""What every slide backend provides: level shapes, file tiles decoded one at a time, metadata.
+
+A backend (:mod:`.tiff_source`, :mod:`.openslide_source`, :mod:`.dicom_source`) knows how to open
+one kind of file and decode one stored tile; everything else (arrays, blank tiles for damaged data,
+colour management, napari layers) is shared in :mod:`.level_array` and :mod:`.slide`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LevelSpec:
+    """One stored pyramid level: (height, width[, channels]) shape, dtype and the file's tile
+    (height, width) - whole strips or groups of strips for strip TIFFs."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    tile: tuple[int, int]
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(rows, cols) of tiles."""
+        th, tw = self.tile
+        return -(-self.shape[0] // th), -(-self.shape[1] // tw)
+
+    def tile_box(self, row: int, col: int) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) of tile (row, col), clipped to the level."""
+        th, tw = self.tile
+        y0, x0 = row * th, col * tw
+        return x0, y0, min(x0 + tw, self.shape[1]), min(y0 + th, self.shape[0])
+
+
+@dataclass
+class SourceInfo:
+    """Metadata a backend reads from the file (None where the file does not say)."""
+
+    vendor: str | None = None
+    mpp: tuple[float | None, float | None] = (None, None)
+    objective_power: float | None = None
+    icc_profile: bytes | None = None
+    associated: list[str] = field(default_factory=list)
+    storage: str = "tiled"  # "tiled" or "strips"
+    notes: list[str] = field(default_factory=list)
+
+
+class TileSource(ABC):
+    """An open slide file that decodes stored tiles on request. Thread-safe ``read_tile``."""
+
+    backend: str = ""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.levels: list[LevelSpec] = []
+        self.info = SourceInfo()
+
+    @abstractmethod
+    def read_tile(self, level: int, row: int, col: int) -> np.ndarray:
+        """Decoded tile (row, col) of ``level``, clipped to the level: (h, w[, c]) array. Raises on
+        data that cannot be decoded."""
+
+    def tile_problem(self, level: int, row: int, col: int) -> str | None:
+        """Why tile (row, col) cannot be read, when that is known without decoding (e.g. its bytes
+        lie past the end of the file); None otherwise."""
+        return None
+
+    def associated_image(self, name: str) -> np.ndarray:
+        """An associated image (label, macro, thumbnail) as RGB."""
+        raise KeyError(f"{self.path.name} has no associated image {name!r}")
+
+    def close(self) -> None:  # noqa: B027 - optional for backends with nothing to release
+        """Release file handles."""
