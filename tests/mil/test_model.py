@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from napari_wsirobust.mil import GatedAttentionMIL
+from napari_wsirobust.mil.model import parameter_shapes
 
 
 def _model(seed: int = 0, **kwargs) -> GatedAttentionMIL:
@@ -116,3 +117,20 @@ def test_bad_inputs_are_explained() -> None:
         model(torch.randn(1, 3, 16), torch.zeros(1, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match="mask shape"):
         model(torch.randn(1, 3, 16), torch.ones(1, 4, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("instance_classifier", [True, False], ids=["instance", "no-instance"])
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        {"in_dim": 12, "n_classes": 2, "hidden_dim": 16, "attention_dim": 8},
+        {"in_dim": 5, "n_classes": 4, "hidden_dim": 3, "attention_dim": 7},
+    ],
+    ids=["2-class", "4-class"],
+)
+def test_parameter_shapes_match_a_built_model(sizes: dict[str, int], instance_classifier: bool) -> None:
+    """The layout that checkpoints are checked against, without building a head, is the model's own."""
+    built = GatedAttentionMIL(**sizes, instance_classifier=instance_classifier, dropout=0.1)
+    actual = {name: tuple(t.shape) for name, t in built.state_dict().items()}
+    expected = parameter_shapes(sizes, instance_classifier)
+    assert list(expected.items()) == list(actual.items())  # names, order and shapes

@@ -15,7 +15,9 @@ from ..errors import InputError
 from .registry import POOL_CLS, POOL_CLS_MEAN, POOL_GLOBAL, EncoderSpec, get_encoder_spec
 from .weights import (
     EncoderWeightsError,
+    check_state_fits,
     file_identity,
+    header_shapes,
     load_state_dict_file,
     map_effnet_lite0_state,
     missing_weights_message,
@@ -131,6 +133,30 @@ def build_backbone(spec: EncoderSpec) -> nn.Module:
     return timm.create_model(spec.timm_name, pretrained=False, **_resolve_layer_names(spec.timm_kwargs))
 
 
+def expected_state_shapes(spec: EncoderSpec) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of the spec's backbone state dict, from a build on the meta device (no memory)."""
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in build_backbone(spec).state_dict().items()}
+
+
+def _backbone_from_file(spec: EncoderSpec, path: Path) -> nn.Module:
+    """The spec's backbone with the weights of a local file; a safetensors file's names and shapes are
+    checked from its header before its tensors are read, a PyTorch file's once loaded."""
+    what = f"{path.name} does not fit {spec.name} ({spec.timm_name})"
+    expected = expected_state_shapes(spec)
+    shapes = header_shapes(path)
+    positional = spec.name == "effnet-lite0-imagenet"  # the package's names are mapped by position
+    if shapes is not None and not (positional and "_conv_stem.weight" in shapes):
+        check_state_fits(shapes, expected, what)
+    state = load_state_dict_file(path)
+    backbone = build_backbone(spec)
+    if positional and "_conv_stem.weight" in state:
+        state = map_effnet_lite0_state(state, backbone.state_dict())
+    check_state_fits({k: tuple(v.shape) for k, v in state.items()}, expected, what)
+    backbone.load_state_dict(state)
+    return backbone
+
+
 def create_encoder(
     name: str,
     weights: str | os.PathLike[str] | None = None,
@@ -154,18 +180,7 @@ def create_encoder(
     else:
         path = resolve_weights_file(spec, weights)
         if path is not None:
-            backbone = build_backbone(spec)
-            state = load_state_dict_file(path)
-            if spec.name == "effnet-lite0-imagenet" and "_conv_stem.weight" in state:
-                state = map_effnet_lite0_state(state, backbone.state_dict())
-            result = backbone.load_state_dict(state, strict=False)
-            if result.missing_keys or result.unexpected_keys:
-                raise EncoderWeightsError(
-                    f"{path.name} does not fit {spec.name} ({spec.timm_name}): "
-                    f"{len(result.missing_keys)} missing keys (e.g. {result.missing_keys[:3]}), "
-                    f"{len(result.unexpected_keys)} unexpected keys (e.g. {result.unexpected_keys[:3]})"
-                )
-            weights_id = f"file:{file_identity(path)}"
+            backbone, weights_id = _backbone_from_file(spec, path), f"file:{file_identity(path)}"
         elif allow_hub and spec.hub_id:
             backbone = _from_hub(spec)
             weights_id = f"hub:{spec.hub_id}"

@@ -3,13 +3,15 @@
 Order: an explicit local file, then the spec's environment variable, then a package that ships the
 weights (the offline default), then the hub when the caller allows network access. Local files are
 safetensors (preferred) or ``.pth/.pt/.bin`` read with ``torch.load(weights_only=True)``: a file a
-user hands us is never unpickled.
+user hands us is never unpickled. A safetensors file's header is checked against the architecture
+before any tensor is read (:func:`header_shapes`, :func:`check_state_fits`).
 """
 
 from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -17,6 +19,7 @@ import torch
 from .._fingerprint import file_fingerprint
 from ..errors import WsiRobustError
 from .registry import EncoderSpec
+from .safetensors_header import SafetensorsHeaderError, read_safetensors_header
 
 SAFE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
@@ -30,6 +33,39 @@ def file_identity(path: Path) -> str:
     return file_fingerprint(path)[:16]
 
 
+def header_shapes(path: Path) -> dict[str, tuple[int, ...]] | None:
+    """Name (``module.`` prefix dropped) -> shape of a safetensors file's tensors, from its header
+    alone; None for a ``.pth/.pt/.bin`` file, whose tensors are only known once it is loaded."""
+    if path.suffix.lower() != ".safetensors":
+        return None
+    try:
+        header = read_safetensors_header(path)
+    except (SafetensorsHeaderError, OSError) as exc:
+        raise EncoderWeightsError(
+            f"{path.name}: not a complete safetensors file ({exc}); download or convert the weights again"
+        ) from None
+    return {k.removeprefix("module."): entry.shape for k, entry in header.items()}
+
+
+def check_state_fits(
+    found: Mapping[str, tuple[int, ...]], expected: Mapping[str, tuple[int, ...]], what: str
+) -> None:
+    """Refuse weights whose tensor names or shapes differ from the architecture's (``what``: the
+    start of the message, e.g. "x.safetensors does not fit uni (vit_large_patch16_224)")."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    if missing or unexpected:
+        raise EncoderWeightsError(
+            f"{what}: {len(missing)} missing keys (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})"
+        )
+    for name, shape in expected.items():
+        if tuple(found[name]) != tuple(shape):
+            raise EncoderWeightsError(
+                f"{what}: {name} has shape {tuple(found[name])} where the model needs {tuple(shape)}"
+            )
+
+
 def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Tensors of a local weights file, never executing pickled code."""
     path = Path(path)
@@ -41,6 +77,7 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
             f"{path.name}: unsupported weights format {suffix!r}; use .safetensors (preferred) or a "
             ".pth/.pt/.bin state dict"
         )
+    header_shapes(path)  # a damaged safetensors file is refused before it is read
     try:
         if suffix == ".safetensors":
             from safetensors.torch import load_file

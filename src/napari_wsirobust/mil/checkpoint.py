@@ -9,7 +9,7 @@ Layout of a model folder::
 A save writes a complete new version folder, then atomically points ``CURRENT`` at it, then prunes
 older versions: a process killed at any moment leaves either the previous or the new model, whole.
 A folder that directly holds ``model.safetensors`` and ``config.json`` (e.g. a bundled model) loads
-too.
+too. A folder is user input: it is checked whole (:mod:`.checkpoint_check`) before a head is built.
 """
 
 from __future__ import annotations
@@ -27,7 +27,16 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
-from ..errors import WsiRobustError
+from .checkpoint_check import (
+    CONFIG_FILE,
+    EXTRA_PREFIX,
+    WEIGHTS_FILE,
+    CheckpointError,
+    check_values,
+    check_weights,
+    read_config,
+    read_header,
+)
 from .model import GatedAttentionMIL
 
 # 1: features of the slides as scanned; 2: adds ``harmonise`` (tiles re-rendered into a reference profile
@@ -35,15 +44,8 @@ from .model import GatedAttentionMIL
 # from unharmonised tiles; other models stay 1.
 FORMAT_VERSION = 2
 PLAIN_FORMAT_VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 POINTER_FILE = "CURRENT"
-EXTRA_PREFIX = "extra."
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
-
-
-class CheckpointError(WsiRobustError, ValueError):
-    """A checkpoint is missing, unsafe, damaged or does not fit the features it is given."""
 
 
 @dataclass
@@ -120,8 +122,8 @@ def save_checkpoint(
     staging = root / f".{name}.partial"
     staging.mkdir()
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    for name, tensor in (extra_tensors or {}).items():
-        state[f"{EXTRA_PREFIX}{name}"] = tensor.detach().cpu().contiguous()
+    for key, tensor in (extra_tensors or {}).items():  # not ``name``: that is the version's
+        state[f"{EXTRA_PREFIX}{key}"] = tensor.detach().cpu().contiguous()
     save_file(state, str(staging / WEIGHTS_FILE), metadata={"format": "napari-wsirobust-mil"})
     (staging / CONFIG_FILE).write_text(config.to_json())
     final = root / name
@@ -135,6 +137,20 @@ def save_checkpoint(
     return final
 
 
+def _pointed_version(root: Path) -> Path:
+    """The version folder ``CURRENT`` names: a folder directly inside ``root``."""
+    try:
+        name = (root / POINTER_FILE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{root}: {POINTER_FILE} is unreadable ({exc}); re-save the model") from None
+    if not name or Path(name).name != name or name in (".", "..") or not (root / name).is_dir():
+        raise CheckpointError(
+            f"{root}: {POINTER_FILE} names {name!r}, which is not a version folder inside it; "
+            "re-save the model"
+        )
+    return root / name
+
+
 def _active_folder(root: Path) -> Path:
     if not root.exists():
         raise CheckpointError(f"model folder not found: {root}")
@@ -145,8 +161,7 @@ def _active_folder(root: Path) -> Path:
                 "folder with model.safetensors and config.json"
             )
         raise CheckpointError(f"{root}: expected a model folder (model.safetensors + config.json)")
-    pointer = root / POINTER_FILE
-    folder = root / pointer.read_text().strip() if pointer.exists() else root
+    folder = _pointed_version(root) if (root / POINTER_FILE).exists() else root
     if not (folder / WEIGHTS_FILE).exists():
         pickles = [p.name for p in folder.glob("*") if p.suffix.lower() in PICKLE_SUFFIXES]
         if pickles:
@@ -167,18 +182,19 @@ def load_checkpoint(model_dir: str | os.PathLike[str]) -> tuple[GatedAttentionMI
 def load_checkpoint_with_extras(
     model_dir: str | os.PathLike[str],
 ) -> tuple[GatedAttentionMIL, CheckpointConfig, dict[str, torch.Tensor]]:
-    """Like :func:`load_checkpoint`, also returning the extra tensors saved with the weights."""
+    """Like :func:`load_checkpoint`, also returning the extra tensors saved with the weights.
+
+    The config and the safetensors header are checked against each other first: a head is only
+    built, and the weights only read, once they are known to fit."""
     folder = _active_folder(Path(model_dir))
-    try:
-        config = CheckpointConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text()))
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        if isinstance(exc, CheckpointError):
-            raise
-        raise CheckpointError(f"{folder / CONFIG_FILE}: unreadable model config ({exc})") from exc
+    config = CheckpointConfig.from_dict(read_config(folder))
+    head = asdict(config.head)
+    check_weights(folder, head, config.head.instance_classifier, config.embed_dim, read_header(folder))
+    check_values(folder, asdict(config))
     model = config.head.build()
     try:
         state = load_file(str(folder / WEIGHTS_FILE), device="cpu")
-        extras = {k[len(EXTRA_PREFIX) :]: v for k, v in state.items() if k.startswith(EXTRA_PREFIX)}
+        extras = {k[len(EXTRA_PREFIX) :]: v.float() for k, v in state.items() if k.startswith(EXTRA_PREFIX)}
         weights = {k: v for k, v in state.items() if not k.startswith(EXTRA_PREFIX)}
         model.load_state_dict(weights, strict=True)
     except Exception as exc:

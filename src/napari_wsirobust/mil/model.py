@@ -8,6 +8,7 @@ classifier gives per-tile class logits C_inst h_k.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -83,3 +84,36 @@ class GatedAttentionMIL(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         out = self.forward_details(x, mask)
         return (out.logits, out.attention) if return_attention else out.logits
+
+
+def parameter_layout(instance_classifier: bool = True) -> dict[str, tuple[str | int, ...]]:
+    """Every tensor of :class:`GatedAttentionMIL`'s state dict, in order, with each axis named by the
+    constructor argument that sizes it (or a constant): what a saved head must hold, known without
+    building it. A test compares it with built models, so it cannot drift from ``__init__``."""
+    layout: dict[str, tuple[str | int, ...]] = {
+        "projection.0.weight": ("hidden_dim", "in_dim"),
+        "projection.0.bias": ("hidden_dim",),
+        "attention_v.weight": ("attention_dim", "hidden_dim"),
+        "attention_v.bias": ("attention_dim",),
+        "attention_u.weight": ("attention_dim", "hidden_dim"),
+        "attention_u.bias": ("attention_dim",),
+        "attention_w.weight": (1, "attention_dim"),
+        "attention_w.bias": (1,),
+        "classifier.weight": ("n_classes", "hidden_dim"),
+        "classifier.bias": ("n_classes",),
+    }
+    if instance_classifier:
+        layout["instance_classifier.weight"] = ("n_classes", "hidden_dim")
+        layout["instance_classifier.bias"] = ("n_classes",)
+    return layout
+
+
+def parameter_shapes(
+    sizes: Mapping[str, int], instance_classifier: bool = True
+) -> dict[str, tuple[int, ...]]:
+    """The shape of every state-dict tensor of a head with ``sizes`` (``in_dim``, ``n_classes``,
+    ``hidden_dim``, ``attention_dim``), computed from :func:`parameter_layout` (nothing allocated)."""
+    return {
+        name: tuple(axis if isinstance(axis, int) else sizes[axis] for axis in axes)
+        for name, axes in parameter_layout(instance_classifier).items()
+    }
