@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(xvfb xauth libgl1-mesa-dri libglx-mesa0 libegl1 libxkbcommon-x11-0 libxcb-icccm4
   libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0
-  libxcb-shape0 libxcb-cursor0 libdbus-1-3 libfontconfig1)
+  libxcb-shape0 libxcb-cursor0 libdbus-1-3 libfontconfig1 libturbojpeg0)
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do

@@ -107,7 +107,10 @@ def test_region_pixels_equal_tiffslide(
 
 
 def test_broken_file_gives_clear_error(shared_slides: Path) -> None:
-    with pytest.raises(SlideReadError, match=r"broken\.svs: not a readable TIFF-based slide .*openslide cannot open it either"):
+    with pytest.raises(
+        SlideReadError,
+        match=r"broken\.svs: not a readable TIFF-based slide .*openslide cannot open it either",
+    ):
         open_slide(shared_slides / "broken.svs")
 
 

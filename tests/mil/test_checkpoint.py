@@ -199,6 +199,11 @@ def _add(name: str, tensor: torch.Tensor) -> Callable[[dict[str, torch.Tensor]],
 INCONSISTENT = "the folder is inconsistent - re-save or re-train the model"
 DAMAGED = "the file is damaged - re-save or re-train the model"
 BAD_FOLDERS = [
+    BadFolder(
+        "unknown-colour",
+        lambda f: _edit_config(f, color="display-p3"),
+        "config.json has colour 'display-p3'; expected one of as-scanned, srgb",
+    ),
     # config.json disagrees with the tensor shapes
     BadFolder(
         "hidden-dim-1e9",
@@ -462,6 +467,14 @@ def _forbid_building(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(GatedAttentionMIL, "__init__", refuse)
     monkeypatch.setattr(ckpt, "load_file", refuse)
+
+
+def test_the_colour_mode_is_saved_and_read_back(tmp_path: Path) -> None:
+    config = _config()
+    config.color = "srgb"
+    save_checkpoint(_model(config, 0), config, tmp_path / "m")
+    assert load_checkpoint(tmp_path / "m")[1].color == "srgb"
+    assert _config().color == "as-scanned"
 
 
 def test_a_good_folder_with_extras_loads_and_saves_again(tmp_path: Path) -> None:

@@ -58,12 +58,16 @@ class OpenSlideSource(TileSource):
         spec = self.levels[level]
         x0, y0, x1, y1 = spec.tile_box(row, col)
         ds = self._downsamples[level]
-        slide = self._slide
-        try:
-            image = slide.read_region((round(x0 * ds), round(y0 * ds)), level, (x1 - x0, y1 - y0))
-        except self._openslide.OpenSlideError:
-            self._reopen(slide)
-            raise
+        location, size = (round(x0 * ds), round(y0 * ds)), (x1 - x0, y1 - y0)
+        for attempt in range(2):  # a failure elsewhere may have spoiled the shared handle: retry once
+            slide = self._slide
+            try:
+                image = slide.read_region(location, level, size)
+                break
+            except self._openslide.OpenSlideError:
+                self._reopen(slide)
+                if attempt:
+                    raise
         rgba = np.asarray(image)
         rgb = rgba[..., :3].copy()
         rgb[rgba[..., 3] == 0] = 255  # transparent (unscanned) areas are glass

@@ -75,6 +75,7 @@ class CheckpointConfig:
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     harmonise: dict[str, Any] = field(default_factory=dict)  # reference profile tiles are re-rendered into
+    color: str = "as-scanned"  # the slides' colour as trained: as scanned, or sRGB from their ICC profile
     package_version: str = __version__
     format_version: int = PLAIN_FORMAT_VERSION
 

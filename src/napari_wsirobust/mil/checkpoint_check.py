@@ -18,6 +18,7 @@ from typing import Any
 
 from ..encoders import SafetensorsHeaderError, TensorEntry, read_safetensors_header
 from ..errors import WsiRobustError
+from ..io import COLOUR_MODES
 from ..stain import Harmonisation
 from ..tiling import TilingConfig
 from .model import parameter_layout
@@ -51,6 +52,7 @@ TOP_TYPES: dict[str, tuple[type, ...]] = {
     "metrics": (dict,),
     "training": (dict,),
     "harmonise": (dict,),
+    "color": (str,),
     "package_version": (str,),
     "format_version": (int,),
 }
@@ -230,7 +232,13 @@ def check_values(folder: Path, data: Mapping[str, Any]) -> None:
 
 
 def _check_usable(folder: Path, data: Mapping[str, Any]) -> None:
-    """The tiling and harmonisation entries build, as prediction will build them."""
+    """The colour mode is known; the tiling and harmonisation entries build, as prediction will
+    build them."""
+    if data.get("color", "as-scanned") not in COLOUR_MODES:
+        raise CheckpointError(
+            f"{folder}: {CONFIG_FILE} has colour {data['color']!r}; expected one of "
+            f"{', '.join(COLOUR_MODES)}; {DAMAGED}"
+        )
     builders: dict[str, Callable[[dict[str, Any]], object]] = {
         "tiling": lambda entry: TilingConfig(**entry),
         "harmonise": Harmonisation.from_dict,

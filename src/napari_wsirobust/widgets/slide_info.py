@@ -1,4 +1,5 @@
-"""Slide info dock widget: open slides with clear errors, show metadata, fix a missing MPP."""
+"""Slide info dock widget: open slides with clear errors, show metadata, fix a missing MPP, show a
+slide as scanned or colour-managed to sRGB."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ class SlideInfoWidget(Container):
         self._info_edit = TextEdit(value="", enabled=True)
         self._info_edit.native.setReadOnly(True)
         lines = self._info_edit.native.fontMetrics().lineSpacing()
-        self._info_edit.native.setFixedHeight(10 * lines + 12)  # the metadata's nine lines, no more
+        self._info_edit.native.setFixedHeight(13 * lines + 12)  # the metadata's twelve lines, no more
         self._mpp_edit = FloatSpinBox(
             label="MPP override (µm/px)",
             value=0.5,
@@ -57,10 +58,18 @@ class SlideInfoWidget(Container):
             step=0.001,
         )
         self._apply_mpp_button = PushButton(text="Apply MPP")
+        self._colour_edit = ComboBox(
+            label="Colour",
+            choices=[("As scanned", "as-scanned"), ("sRGB (embedded ICC profile)", "srgb")],
+            value="as-scanned",
+            tooltip="sRGB applies the colour profile embedded in the slide; analysis always uses the "
+            "colour the model was trained with",
+        )
         self._status_label = Label(value="")
         super().__init__(
             widgets=[
                 self._file_edit,
+                self._colour_edit,
                 self._open_button,
                 self._layer_edit,
                 self._info_edit,
@@ -74,6 +83,7 @@ class SlideInfoWidget(Container):
         self._open_button.changed.connect(self._on_open_clicked)
         self._layer_edit.changed.connect(self._on_layer_changed)
         self._apply_mpp_button.changed.connect(self._on_apply_mpp_clicked)
+        self._colour_edit.changed.connect(self._on_colour_changed)
         viewer.layers.events.inserted.connect(self._refresh_layers)
         viewer.layers.events.removed.connect(self._refresh_layers)
         self._on_layer_changed()
@@ -88,7 +98,7 @@ class SlideInfoWidget(Container):
     def _on_open_clicked(self, _value: Any = None) -> None:
         path = Path(str(self._file_edit.value))
         try:
-            slide = open_slide(path)
+            slide = open_slide(path, color=self._colour_edit.value)
             for data, kwargs, _ in slide.to_layer_data():
                 self._viewer.add_image(data, **kwargs)
         except (SlideError, ValueError) as exc:
@@ -106,6 +116,32 @@ class SlideInfoWidget(Container):
         self._info_edit.value = format_metadata(meta)
         if meta.get("mpp_x"):
             self._mpp_edit.value = float(meta["mpp_x"])
+        colour = meta.get("color", "as-scanned")
+        if self._colour_edit.value != colour:
+            with self._colour_edit.changed.blocked():
+                self._colour_edit.value = colour
+
+    def _on_colour_changed(self, _value: Any = None) -> None:
+        """Re-open the selected slide layer in the chosen colour mode (same layer, new pixels)."""
+        layer = self._layer_edit.value
+        colour = self._colour_edit.value
+        if layer is None or layer.metadata[LAYER_METADATA_KEY].get("color", "as-scanned") == colour:
+            return
+        meta = layer.metadata[LAYER_METADATA_KEY]
+        mpp = (meta["mpp_x"], meta["mpp_y"]) if meta.get("mpp_source") == "override" else None
+        try:
+            slide = open_slide(meta["path"], mpp=mpp, backend=meta.get("backend", "auto"), color=colour)
+        except (SlideError, ValueError) as exc:
+            show_error(str(exc))
+            return
+        data, _, _ = slide.to_layer_data()[0]
+        layer.data = data
+        layer.metadata = {**layer.metadata, LAYER_METADATA_KEY: slide.metadata.to_dict()}
+        self._on_layer_changed()
+        note = "" if slide.metadata.icc_profile else " (the slide has no embedded profile: unchanged)"
+        self._status_label.value = (
+            f"{layer.name}: shown {'in sRGB' if colour == 'srgb' else 'as scanned'}{note}"
+        )
 
     def _on_apply_mpp_clicked(self, _value: Any = None) -> None:
         layer = self._layer_edit.value
