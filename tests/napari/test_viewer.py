@@ -122,3 +122,29 @@ def test_manifest_is_valid() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_slide_info_colour_choice_reopens_the_layer_in_srgb(make_napari_viewer, profiled_slide: Path) -> None:
+    viewer = make_napari_viewer()
+    widget = SlideInfoWidget(viewer)
+    widget._file_edit.value = profiled_slide
+    widget._on_open_clicked()
+    (layer,) = viewer.layers
+    assert "Colour profile: wsirobust test gamma" in widget._info_edit.value
+    assert "Colour: as scanned" in widget._info_edit.value
+    before = np.asarray(layer.data[-1][:64, :64])
+    widget._colour_edit.value = "srgb"
+    assert viewer.layers[0] is layer
+    assert layer.metadata["wsirobust"]["color"] == "srgb"
+    assert "Colour: sRGB (embedded profile applied)" in widget._info_edit.value
+    after = np.asarray(layer.data[-1][:64, :64])
+    assert after.mean() > before.mean() + 5  # the gamma-1.0 profile brightens mid-tones
+
+
+def test_viewer_opens_a_dicom_folder_as_multiscale_um_layer(make_napari_viewer, dicom_slide: Path) -> None:
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(dicom_slide), plugin="napari-wsirobust")
+    assert layer.multiscale and len(layer.data) == 5
+    assert tuple(layer.scale) == pytest.approx((0.499, 0.499))
+    assert layer.metadata["wsirobust"]["backend"] == "wsidicom"
+    assert "Backend: wsidicom" in SlideInfoWidget(viewer)._info_edit.value
