@@ -1,5 +1,6 @@
 """Checks made before a backend touches a file, so each common problem gets one clear sentence:
-missing, unreadable, a folder, a symlink loop, empty, a truncated TIFF, an absurd size."""
+missing, unreadable, a folder, a symlink loop, empty, a truncated TIFF, an absurd size or number of
+samples per pixel."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from .errors import SlideNotFoundError, SlideReadError
 
 # No scanner writes a level 0 larger than this on a side (1e6 px at 0.25 µm/px is 25 cm).
 MAX_SIDE_PX = 1_000_000
+# Samples per pixel accepted (RGB has 3, RGBA 4; multiplexed images rarely interleave more): a header
+# stating thousands would make every full read of a level gigabytes.
+MAX_CHANNELS = 64
 TIFF_MAGIC = {
     b"II*\x00": ("<", False),
     b"MM\x00*": (">", False),
@@ -110,4 +114,14 @@ def check_dimensions(path: Path, width: int, height: int) -> None:
             path,
             f"states {width:,} x {height:,} px, more than any scanner produces ({MAX_SIDE_PX:,} px on a "
             "side) - a damaged header?",
+        )
+
+
+def check_channels(path: Path, channels: int) -> None:
+    """Refuse a samples-per-pixel count no slide has (a damaged header)."""
+    if channels > MAX_CHANNELS:
+        raise SlideReadError(
+            path,
+            f"states {channels:,} samples per pixel, more than the {MAX_CHANNELS} accepted - a damaged "
+            "header?",
         )

@@ -101,9 +101,11 @@ class TileReader:
         return tile
 
     def _blank(self, level: int, row: int, col: int) -> np.ndarray:
+        """A read-only tile of background: a broadcast view, which costs no memory however large
+        the damaged tile (a whole-image strip) claims to be."""
         spec = self.spec(level)
         x0, y0, x1, y1 = spec.tile_box(row, col)
-        return np.full((y1 - y0, x1 - x0, *spec.shape[2:]), self.background, spec.dtype)
+        return np.broadcast_to(np.array(self.background, spec.dtype), (y1 - y0, x1 - x0, *spec.shape[2:]))
 
     def _remember(self, key: tuple[int, int, int], tile: np.ndarray) -> None:
         if self._cache_bytes <= 0:
@@ -238,7 +240,7 @@ class StridedLevel(_LazyLevel):
     ) -> np.ndarray:
         f = self.factor
         full = self._base.window(y0 * f, y1 * f, x0 * f, x1 * f, fill, strict)
-        return full[::f, ::f]
+        return full[::f, ::f].copy()  # a view would keep the full-resolution window alive
 
 
 def _split_key(key: Any, ndim: int) -> tuple[slice, slice, tuple[Any, ...], tuple[bool, bool]]:

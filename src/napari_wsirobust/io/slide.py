@@ -24,7 +24,7 @@ import numpy as np
 from .._fingerprint import file_fingerprint
 from ..errors import InputError
 from .backends import FORMATS_HELP, candidates, is_dicom, open_source
-from .checks import check_dimensions, check_path, check_tiff_structure, tiff_kind
+from .checks import check_channels, check_dimensions, check_path, check_tiff_structure, tiff_kind
 from .colour import SrgbTransform, check_colour_mode, profile_description
 from .damage import DamagedTile, DamageLog
 from .dicom_source import dicom_files_in
@@ -39,6 +39,8 @@ PLAUSIBLE_MPP_RANGE = (0.02, 50.0)
 # viewer never has to decode the whole image to show an overview.
 VIRTUAL_PYRAMID_THRESHOLD = 4096
 VIRTUAL_PYRAMID_SMALLEST = 2048
+# The contrast limits of a non-RGB image come from at most this many of its smallest level's values.
+DISPLAY_RANGE_SAMPLES = 4_000_000
 LAYER_METADATA_KEY = "wsirobust"
 
 _warned_missing_mpp: set[str] = set()
@@ -160,10 +162,17 @@ class WSI:
             raise SlideReadError(self.path, "contains no image")
         h0, w0 = source.levels[0].shape[:2]
         check_dimensions(self.path, w0, h0)
+        for i, spec in enumerate(source.levels):
+            if min(spec.tile) < 1:
+                th, tw = spec.tile
+                raise SlideReadError(
+                    self.path, f"has a damaged header: level {i} states tiles of {tw} x {th} px"
+                )
         self._notes: list[str] = [f"not opened by {n}" for n in fallback_notes]
         self._notes += list(source.info.notes)
         first = source.levels[0]
         channels = int(first.shape[2]) if len(first.shape) == 3 else 1
+        check_channels(self.path, channels)
         is_rgb = first.dtype == np.uint8 and channels in (3, 4)
         transform = None
         icc = source.info.icc_profile
@@ -422,8 +431,12 @@ class WSI:
         return [(data, kwargs, "image")]
 
     def _display_range(self) -> tuple[float, float]:
-        """Contrast limits of a non-RGB image from the 0.5-99.5 percentiles of its smallest level."""
-        small = np.asarray(self._arrays[-1], dtype=np.float64)
+        """Contrast limits of a non-RGB image from the 0.5-99.5 percentiles of its smallest level
+        (every ``step``-th pixel of a large one, so a header stating hundreds of channels cannot make
+        this take gigabytes)."""
+        level = self._arrays[-1]
+        step = max(1, int(np.ceil(np.sqrt(level.size / DISPLAY_RANGE_SAMPLES))))
+        small = np.asarray(level[::step, ::step], dtype=np.float64)
         lo, hi = np.percentile(small, [0.5, 99.5]) if small.size else (0.0, 1.0)
         return (float(lo), float(hi if hi > lo else lo + 1))
 

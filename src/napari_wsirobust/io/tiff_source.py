@@ -56,7 +56,7 @@ class _SegmentLevel:
 
     def problem(self, row: int, col: int) -> str | None:
         for index in self._segments(row, col):
-            if index >= len(self._offsets):
+            if index >= len(self._offsets) or index >= len(self._counts):
                 return "the file's tile table has no entry for it"
             offset, count = int(self._offsets[index]), int(self._counts[index])
             if count == 0:
