@@ -68,12 +68,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return status
 
 
+def _slides_and_mpp(inputs: Sequence[str], mpp: float | None) -> tuple[list[str], dict[str, float]]:
+    """The slides of ``inputs`` and their pixel size overrides (a CSV's mpp column, else ``--mpp``)."""
+    from .features import slides_with_mpp
+
+    slides = slides_with_mpp(inputs, mpp)
+    return [path for path, _ in slides], {path: m for path, m in slides if m is not None}
+
+
 def _cmd_extract(args: argparse.Namespace) -> int:
-    from .features import ExtractConfig, extract_cohort, slides_from_inputs
+    from .features import ExtractConfig, default_cache_dir, extract_cohort
     from .tiling import TilingConfig
 
-    paths = slides_from_inputs(args.inputs)
-    from .features import default_cache_dir
+    paths, slide_mpp = _slides_and_mpp(args.inputs, args.mpp)
 
     config = ExtractConfig(
         cache_dir=args.cache or str(default_cache_dir()),
@@ -86,12 +93,17 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         h5_dir=args.h5_dir,
+        color=args.color,
     )
     counts: dict[str, int] = {}
-    for r in extract_cohort(paths, config, scheduler=args.scheduler, n_workers=args.workers):
+    for r in extract_cohort(
+        paths, config, scheduler=args.scheduler, n_workers=args.workers, slide_mpp=slide_mpp
+    ):
         counts[r.status] = counts.get(r.status, 0) + 1
         line = f"{r.status:9s} {Path(r.slide).name}: {r.n_tiles} tiles in {r.seconds:.1f} s"
         print(line if r.status != "failed" else f"{r.status:9s} {Path(r.slide).name}: {r.error}", flush=True)
+        if r.warning:
+            print(f"warning   {Path(r.slide).name}: {r.warning}", file=sys.stderr, flush=True)
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
     print(f"{len(paths)} slide(s): {summary}")
     return 1 if counts.get("failed") else 0
@@ -106,6 +118,7 @@ def _extract_config(args: argparse.Namespace, encoder: str):  # type: ignore[no-
         weights=getattr(args, "weights", None),
         allow_hub=getattr(args, "allow_hub", False),
         device=args.device,
+        color=getattr(args, "color", "as-scanned"),
     )
 
 
@@ -133,10 +146,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = replace(TrainConfig(), epochs=args.epochs, seed=args.seed, losses=losses)
     extract = _extract_config(args, args.encoder)
     harmonise_to = args.harmonise if harmonised else None
-    result = drive(
-        train_cohort(args.cohort, args.out, extract, config, workers=args.workers, harmonise_to=harmonise_to),
-        _print_progress,
+    job = train_cohort(
+        args.cohort, args.out, extract, config, workers=args.workers, harmonise_to=harmonise_to, mpp=args.mpp
     )
+    result = drive(job, _print_progress)
     best = result.config.metrics
     print(
         f"saved {result.checkpoint_path} (best epoch {result.best_epoch}, "
@@ -147,7 +160,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .features import slides_from_inputs
     from .mil import (
         TrainedHead,
         drive,
@@ -157,11 +169,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     )
 
     head = TrainedHead.load(args.model)
-    slides = slides_from_inputs(args.slides)
+    slides, slide_mpp = _slides_and_mpp(args.slides, args.mpp)
     extract = extract_config_for(head, args.cache, args.device)
-    outcomes = drive(predict_slides(head, slides, extract, args.site))
+    outcomes = drive(predict_slides(head, slides, extract, args.site, slide_mpp, args.max_unreadable))
     ok = [o for o in outcomes if o.prediction is not None]
     for o in outcomes:
+        if o.warning:
+            print(f"warning   {Path(o.slide).name}: {o.warning}", file=sys.stderr)
         if o.prediction is None:
             print(f"failed    {Path(o.slide).name}: {o.error}", file=sys.stderr)
         else:
@@ -184,7 +198,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 
     splits = [s.strip() for s in args.splits.split(",")] if args.splits else None
     head = TrainedHead.load(args.model)
-    diag = drive(diagnose_cohort_csv(args.cohort, head, splits, args.cache, args.device))
+    diag = drive(diagnose_cohort_csv(args.cohort, head, splits, args.cache, args.device, args.mpp))
     paths = write_diagnostics(diag, args.out)
     print(
         f"{diag.n_slides} slides, {len(diag.sites)} sites (chance {diag.chance:.2f}): robustness index tiles "
@@ -209,7 +223,7 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 
     cohort = Path(args.cohort)
     out = args.out or cohort.with_name(f"{cohort.stem}_profiles.json")
-    path = drive(estimate_cohort_profiles(cohort, out), lambda p: print(p.message))
+    path = drive(estimate_cohort_profiles(cohort, out, args.mpp), lambda p: print(p.message))
     print(f"wrote {path}")
     return 0
 
@@ -292,6 +306,54 @@ def _add_rescan_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _mpp_value(text: str) -> float:
+    """``--mpp``: a plausible pixel size in µm/px."""
+    from .io import PLAUSIBLE_MPP_RANGE
+
+    lo, hi = PLAUSIBLE_MPP_RANGE
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not lo <= value <= hi:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a pixel size; give µm/px within {lo:g}..{hi:g}")
+    return value
+
+
+def _share_value(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 1")
+    return value
+
+
+def _add_colour_option(p: argparse.ArgumentParser) -> None:
+    """``--color`` of the commands that embed slides for training (prediction uses the model's)."""
+    from .io import COLOUR_MODES
+
+    p.add_argument(
+        "--color",
+        choices=COLOUR_MODES,
+        default="as-scanned",
+        help="the slides' pixels as scanned, or converted to sRGB with their embedded ICC profiles "
+        "(default as-scanned); a model remembers its choice and prediction applies it",
+    )
+
+
+def _add_mpp_option(p: argparse.ArgumentParser, cohort_csv: bool = True) -> None:
+    """``--mpp`` of the commands that read slides (the same override as ``open_slide(path, mpp=...)``)."""
+    help_text = (
+        "pixel size in µm/px for every slide of this command, replacing the one in its file (for slides "
+        "without one, as many TCGA slides, or with a wrong one)"
+    )
+    if cohort_csv:
+        help_text += "; where a cohort CSV's mpp column is filled, that value wins for the slide"
+    p.add_argument("--mpp", type=_mpp_value, default=None, metavar="UM_PER_PX", help=help_text)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -326,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="print slide metadata")
     p.add_argument("slides", nargs="+")
-    p.add_argument("--mpp", type=float, default=None, help="override the pixel size (µm/px)")
+    _add_mpp_option(p, cohort_csv=False)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_info)
 
@@ -344,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=2, help="LocalCluster processes (0: no Dask)")
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
+    _add_mpp_option(p)
+    _add_colour_option(p)
     p.set_defaults(func=_cmd_extract)
 
     from .mil import AUTO_PRESET, LOSS_PRESETS
@@ -374,6 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=None, help="feature cache folder (default: user cache)")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2, help="processes for feature extraction (0: in-process)")
+    _add_mpp_option(p)
+    _add_colour_option(p)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("predict", help="predict slides with a trained head")
@@ -383,6 +449,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--site", default=None, help="site of the slides (for per-site standardised heads)")
     p.add_argument("--cache", default=None)
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--max-unreadable",
+        type=_share_value,
+        default=0.2,
+        metavar="SHARE",
+        help="refuse a slide when more than this share of its tissue tiles overlap damaged file tiles "
+        "(default 0.2); the rest are left out and listed",
+    )
+    _add_mpp_option(p)
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("diagnose", help="cohort robustness metrics of a trained head")
@@ -394,11 +469,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", default=None, help="comma-separated splits to use (default: all slides)")
     p.add_argument("--cache", default=None, help="feature cache folder")
     p.add_argument("--device", default="auto")
+    _add_mpp_option(p)
     p.set_defaults(func=_cmd_diagnose)
 
     p = sub.add_parser("profiles", help="estimate a colour/stain profile per scanner/site of a cohort")
     p.add_argument("cohort", help="cohort CSV (path, label, site/scanner)")
     p.add_argument("--out", default=None, help="profiles JSON (default: COHORT_profiles.json beside the CSV)")
+    _add_mpp_option(p)
     p.set_defaults(func=_cmd_profiles)
 
     p = sub.add_parser("benchmark-shortcut", help="the scanner-shortcut benchmark (plain vs robust heads)")

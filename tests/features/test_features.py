@@ -190,7 +190,7 @@ def test_extract_cli_on_cohort_with_local_cluster(
         assert cli_main(args) == 1  # one slide failed, the others were extracted
     out = capsys.readouterr().out
     assert "7 slide(s): 6 extracted, 1 failed" in out
-    assert "failed    broken.svs: SlideReadError: broken.svs: not a readable" in out
+    assert "failed    broken.svs: broken.svs: not a readable" in out
     assert len(list((tmp_path / "h5").glob("*.h5"))) == 6
     h5 = read_feature_h5(next((tmp_path / "h5").glob("*.h5")))
     assert h5.features.shape[1] == 1280 and len(h5.coords) == len(h5.features) > 0

@@ -208,3 +208,64 @@ def test_harmonised_training_from_the_widget(qtbot, setup) -> None:
     config = widget.last_run.result.config
     assert config.losses["site_moment"] == 30.0 and config.losses["view_ce"] == 0
     assert config.harmonise["site"] in {"A", "B", "C"} and config.format_version == 2
+
+
+@pytest.fixture
+def no_mpp_setup(make_napari_viewer, cohort_without_mpp, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """A Train dock and a viewer, errors collected; the cohort's slides state no pixel size."""
+    errors: list[str] = []
+    monkeypatch.setattr(train_module, "show_error", errors.append)
+    monkeypatch.setattr(worker_dock, "show_error", errors.append)
+    viewer = make_napari_viewer()
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget, area="right")
+    widget._model_dir.value = str(tmp_path / "head")
+    widget._epochs.value = 2
+    widget._harmonise.value = "none"
+    return viewer, widget, cohort_without_mpp, errors
+
+
+def test_mpp_column_is_shown_edited_used_and_saved(qtbot, no_mpp_setup, tmp_path: Path) -> None:
+    import warnings
+
+    from napari_wsirobust.io import MissingMPPWarning
+    from napari_wsirobust.widgets.slide_info import SlideInfoWidget
+
+    viewer, widget, csv_path, errors = no_mpp_setup
+    assert widget.load_cohort_csv(csv_path)
+    mpp_column = list(widget._table.column_headers).index("mpp")
+    assert [r["mpp"] for r in widget.records()] == [""] * 6  # blank: the file's pixel size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingMPPWarning)
+        _train(qtbot, widget)
+    assert "has no pixel size" in errors[-1] and "mpp column of the Train dock's table" in errors[-1]
+
+    widget._table.data[0, mpp_column] = "zero"
+    assert widget.train() is None and "row 1: mpp 'zero' is not a pixel size" in errors[-1]
+    for row in range(6):
+        widget._table.data[row, mpp_column] = "0.5"  # typed in the table, as a user would
+    assert [r["mpp"] for r in widget.records()] == ["0.5"] * 6
+    errors.clear()
+    _train(qtbot, widget)
+    assert not errors, errors
+    bags = [b for split in widget.last_run.bags.values() for b in split]
+    assert len(bags) == 6 and all(b.row.mpp == 0.5 and b.grid.mpp == (0.5, 0.5) for b in bags)
+
+    saved = tmp_path / "cohort_with_mpp.csv"
+    assert widget.save_cohort_csv(saved)
+    assert [r["mpp"] for r in csv.DictReader(saved.read_text().splitlines())] == ["0.5"] * 6
+    widget.set_records([])
+    assert widget.load_cohort_csv(saved)
+    assert [r["mpp"] for r in widget.records()] == ["0.5"] * 6
+
+    # a pixel size set in the Slide info dock comes along with "Add open slides"
+    widget.set_records([])
+    info = SlideInfoWidget(viewer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingMPPWarning)
+        viewer.open(str(csv_path.parent / "nompp0_A.tiff"), plugin="napari-wsirobust")
+    info._layer_edit.value = viewer.layers[0]
+    info._mpp_edit.value = 0.25
+    info._on_apply_mpp_clicked()
+    assert widget.add_open_slides() == 1
+    assert widget.records()[0]["mpp"] == "0.25"

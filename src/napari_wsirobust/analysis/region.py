@@ -19,7 +19,15 @@ import numpy as np
 
 from ..encoders import TileEncoder, create_encoder
 from ..errors import WsiRobustError
-from ..features import FeatureCache, cache_key, select_device
+from ..features import (
+    DEFAULT_MAX_UNREADABLE_SHARE,
+    ExcludedTiles,
+    FeatureCache,
+    cache_key,
+    check_unreadable_share,
+    select_device,
+    split_unreadable,
+)
 from ..io import WSI, open_slide
 from ..mil import BagPrediction, TrainedHead
 from ..tiling import Scope, TileGrid, TilingConfig, TissueMask, detect_tissue, make_tile_grid
@@ -49,6 +57,7 @@ class AnalysisRequest:
     device: str = "auto"
     site: str | None = None  # for heads trained with per-site standardisation
     batch_size: int = 32
+    max_unreadable_share: float = DEFAULT_MAX_UNREADABLE_SHARE  # refuse above this share of damaged tiles
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,7 @@ class RegionAnalysis:
     n_embedded: int  # tiles that had to be embedded (the others came from the cache)
     seconds: float
     features: np.ndarray | None = field(default=None, repr=False)  # (N, D) tile embeddings, grid order
+    excluded: ExcludedTiles | None = None  # tiles left out: they overlap damaged file tiles
 
     @property
     def attention(self) -> np.ndarray:
@@ -133,7 +143,7 @@ class Resources:
         return self._encoders[key]
 
     def tissue(self, slide: WSI, mpp: tuple[float, float] | None) -> TissueMask:
-        key = (slide.content_id(), mpp)
+        key = (slide.content_id(), mpp, slide.metadata.color)
         if key not in self._tissue:
             self._tissue[key] = detect_tissue(slide)
         return self._tissue[key]
@@ -170,7 +180,7 @@ def analyse_region(
     except ValueError as exc:
         raise AnalysisError(f"the model's harmonisation reference cannot be used: {exc}") from exc
     cache = FeatureCache(request.cache_dir)
-    with open_slide(request.slide_path, mpp=request.mpp) as slide:
+    with open_slide(request.slide_path, mpp=request.mpp, color=head.config.color) as slide:
         slide.require_rgb()
         yield AnalysisProgress("tiling", message="finding tissue")
         tissue = resources.tissue(slide, request.mpp)
@@ -206,6 +216,12 @@ def analyse_region(
             n_embedded = totals[-1] if totals else 0
         else:
             features = cached
+        grid, features, excluded = split_unreadable(grid, features)
+        check_unreadable_share(excluded, Path(request.slide_path).name, request.max_unreadable_share)
+        if len(grid) == 0:
+            raise NoTissueError(
+                f"{Path(request.slide_path).name}: {excluded.describe()}; nothing left to analyse"
+            )
         yield AnalysisProgress("predicting", len(grid), len(grid), "running the MIL head")
         prediction = head.predict(features, request.site)
         name = Path(request.slide_path).name
@@ -219,6 +235,7 @@ def analyse_region(
         n_embedded=n_embedded,
         seconds=time.perf_counter() - start,
         features=features,
+        excluded=excluded,
     )
 
 

@@ -3,7 +3,8 @@
 A cohort CSV needs ``path`` (relative paths are resolved against the CSV's folder) and ``label``;
 ``slide_id`` (default: file stem), ``scanner`` or ``site`` (default: one site), ``patient``
 (default: one patient per slide) and ``split`` (train/val/test...; default: patient-level split
-drawn with a seed, stratified by label) are optional. A patient never spans two splits: a table that
+drawn with a seed, stratified by label) and ``mpp`` (the slide's pixel size in µm/px, replacing the
+one in its file; blank: the file's) are optional. A patient never spans two splits: a table that
 puts one patient in two splits is refused, because slides of the same patient in train and test
 leak the patient's biology into the test score.
 
@@ -22,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import WsiRobustError
+from ..errors import InputError, WsiRobustError
+from ..tiling import parse_mpp
 
 TRAIN, VAL, REFERENCE = "train", "val", "reference"
 
@@ -40,6 +42,7 @@ class CohortRow:
     patient: str
     split: str
     ground_truth: str = ""
+    mpp: float | None = None  # pixel size override (µm/px) the slide is read with; None: its file's
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
 
@@ -105,10 +108,22 @@ def check_patient_splits(rows: list[CohortRow]) -> None:
             )
 
 
+def row_mpp(text: str | None, where: str) -> float | None:
+    """A row's ``mpp`` cell: None when blank; a value that is not a pixel size is refused."""
+    try:
+        return parse_mpp(text, where)
+    except InputError as exc:
+        raise CohortError(str(exc)) from exc
+
+
 def read_cohort_table(
-    path: str | os.PathLike[str], label_names: list[str] | None = None, split_seed: int = 0
+    path: str | os.PathLike[str],
+    label_names: list[str] | None = None,
+    split_seed: int = 0,
+    default_mpp: float | None = None,
 ) -> CohortTable:
-    """Read and validate a cohort CSV (see module docstring)."""
+    """Read and validate a cohort CSV (see module docstring). ``default_mpp``: the pixel size of
+    the rows whose ``mpp`` is blank (e.g. a command's ``--mpp``; None: their files')."""
     path = Path(path)
     if not path.exists():
         raise CohortError(f"cohort table not found: {path}")
@@ -132,6 +147,7 @@ def read_cohort_table(
         p = p if p.is_absolute() else (path.parent / p).resolve()
         slide_id = rec.get("slide_id") or p.stem
         gt = rec.get("ground_truth") or ""
+        mpp = row_mpp(rec.get("mpp"), f"{path.name}, line {i}")
         if gt and not Path(gt).is_absolute():
             gt = str((path.parent / gt).resolve())
         rows.append(
@@ -143,8 +159,11 @@ def read_cohort_table(
                 patient=(rec.get("patient") or slide_id).strip(),
                 split=(rec.get("split") or "").strip(),
                 ground_truth=gt,
+                mpp=default_mpp if mpp is None else mpp,
                 extra={
-                    k: v for k, v in rec.items() if k not in {"path", "label", "slide_id", "patient", "split"}
+                    k: v
+                    for k, v in rec.items()
+                    if k not in {"path", "label", "slide_id", "patient", "split", "mpp"}
                 },
             )
         )
@@ -190,13 +209,17 @@ def build_cohort_table(
     return CohortTable(rows, list(labels), sorted({r.site for r in rows}))
 
 
-COHORT_COLUMNS = ("slide_id", "path", "label", "site", "patient", "split")
+COHORT_COLUMNS = ("slide_id", "path", "label", "site", "patient", "split", "mpp")
+
+
+def _cell(row: CohortRow, column: str) -> str:
+    value = getattr(row, column)
+    return "" if value is None else str(value)  # a float's str reads back as the same float
 
 
 def write_cohort_csv(rows: list[CohortRow], path: str | os.PathLike[str]) -> Path:
-    """Write rows as a cohort CSV that :func:`read_cohort_table` reads back (absolute paths)."""
+    """Write rows as a cohort CSV that :func:`read_cohort_table` reads back (absolute paths; a blank
+    ``mpp`` for slides read with their file's pixel size)."""
     from .._atomic import atomic_write_csv
 
-    return atomic_write_csv(
-        path, list(COHORT_COLUMNS), ([getattr(r, c) for c in COHORT_COLUMNS] for r in rows)
-    )
+    return atomic_write_csv(path, list(COHORT_COLUMNS), ([_cell(r, c) for c in COHORT_COLUMNS] for r in rows))

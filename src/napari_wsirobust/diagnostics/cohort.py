@@ -186,14 +186,16 @@ def diagnose_cohort_csv(
     splits: list[str] | None = None,
     cache_dir: str | None = None,
     device: str = "auto",
+    mpp: float | None = None,
 ) -> Generator[Any, None, CohortDiagnostics]:
     """Embed (cached) the slides of a cohort CSV (``splits``: only those) and diagnose them with
-    ``head``; yields progress per slide. Unlabelled ``reference`` re-scans are left out."""
+    ``head``; yields progress per slide. Unlabelled ``reference`` re-scans are left out. ``mpp``: the
+    pixel size (µm/px) of the slides whose ``mpp`` cell is blank (None: their files')."""
     from ..analysis import AnalysisProgress
     from ..cohort import REFERENCE, CohortError, read_cohort_table
     from ..mil import extract_config_for, load_bags
 
-    table = read_cohort_table(cohort_csv, label_names=head.label_names)
+    table = read_cohort_table(cohort_csv, label_names=head.label_names, default_mpp=mpp)
     rows = [r for r in table.rows if r.split != REFERENCE and (splits is None or r.split in splits)]
     if len(rows) < 2:
         raise CohortError(f"{len(rows)} slide(s) in splits {splits}; need at least two to diagnose")

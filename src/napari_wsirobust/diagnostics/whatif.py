@@ -109,12 +109,12 @@ def scanner_whatif(
     encoder = resources.encoder(base.encoder_name, request.encoder_weights, request.allow_hub, request.device)
     if source is None:
         yield AnalysisProgress("profiling", message="estimating the slide's colour profile")
-        source = estimate_slide_profile(request.slide_path)
+        source = estimate_slide_profile(request.slide_path, mpp=request.mpp)
     base_rank = base.attention_rank()
     base_inst = base.prediction.instance_probabilities
     outcomes: list[ProfileOutcome] = []
     n = len(base.grid)
-    with open_slide(request.slide_path, mpp=request.mpp) as slide:
+    with open_slide(request.slide_path, mpp=request.mpp, color=head.config.color) as slide:
         picks = np.linspace(0, n - 1, min(n, BLUR_SAMPLE_TILES)).astype(int)
         sample = np.concatenate([read_tile(slide, base.grid, int(i))[..., :3] for i in picks], axis=0)
         harmonise = head.harmonisation()
@@ -205,15 +205,16 @@ def save_profiles(profiles: Mapping[str, StainProfile], path: str | Path) -> Pat
 
 
 def estimate_cohort_profiles(
-    cohort_csv: str | Path, out: str | Path
+    cohort_csv: str | Path, out: str | Path, mpp: float | None = None
 ) -> Generator[AnalysisProgress, None, Path]:
-    """Profile every slide of a cohort CSV, pool them per site and save the JSON; yields per slide."""
+    """Profile every slide of a cohort CSV, pool them per site and save the JSON; yields per slide.
+    ``mpp``: the pixel size (µm/px) of the slides whose ``mpp`` cell is blank (None: their files')."""
     from ..cohort import read_cohort_table
     from ..stain import combine_profiles
 
-    table = read_cohort_table(cohort_csv)
+    table = read_cohort_table(cohort_csv, default_mpp=mpp)
     by_site: dict[str, list[StainProfile]] = {}
     for i, row in enumerate(table.rows, 1):
-        by_site.setdefault(row.site, []).append(estimate_slide_profile(row.path, seed=i))
+        by_site.setdefault(row.site, []).append(estimate_slide_profile(row.path, seed=i, mpp=row.mpp))
         yield AnalysisProgress("profiling", i, len(table), f"profiled {Path(row.path).name} ({row.site})")
     return save_profiles({site: combine_profiles(p) for site, p in sorted(by_site.items())}, out)

@@ -5,17 +5,35 @@ interchange (no Qt).
 from __future__ import annotations
 
 from .cache import FeatureCache, cache_key, default_cache_dir
-from .cohort import ExtractConfig, encoder_for, extract_cohort, slide_features, slides_from_inputs
+from .cohort import (
+    ExtractConfig,
+    encoder_for,
+    extract_cohort,
+    slide_features,
+    slides_from_inputs,
+    slides_with_mpp,
+)
 from .h5 import FeatureFileError, FeatureSet, read_feature_h5, write_feature_h5
 from .pipeline import EmbedProgress, embed_batch, embed_tiles, run_to_completion, select_device
+from .unreadable import (
+    DEFAULT_MAX_UNREADABLE_SHARE,
+    ExcludedTiles,
+    TooManyUnreadableTilesError,
+    check_unreadable_share,
+    split_unreadable,
+)
 
 __all__ = [
+    "DEFAULT_MAX_UNREADABLE_SHARE",
     "EmbedProgress",
+    "ExcludedTiles",
     "ExtractConfig",
     "FeatureCache",
     "FeatureFileError",
     "FeatureSet",
+    "TooManyUnreadableTilesError",
     "cache_key",
+    "check_unreadable_share",
     "default_cache_dir",
     "embed_batch",
     "embed_tiles",
@@ -26,5 +44,7 @@ __all__ = [
     "select_device",
     "slide_features",
     "slides_from_inputs",
+    "slides_with_mpp",
+    "split_unreadable",
     "write_feature_h5",
 ]

@@ -1,12 +1,13 @@
 """On-disk feature cache keyed on everything that determines a tile's embedding.
 
 Key = hash of (slide content identity, tile geometry: size, target µm/px, overlap, slide MPP and read
-level, encoder name, weights identity and dimension, cache format, and the scanner-swapped view or
-the harmonisation reference when there is one). Scope and minimum tissue fraction
-only select tiles, so they are not in the key: an entry holds every tile embedded so far for that
-key and a later run embeds only the tiles it lacks. Entries are written atomically; one that cannot
-be read or lacks its completion flag (a process killed mid-write, a truncated file) is deleted and
-rebuilt.
+level, encoder name, weights identity and dimension, cache format, the colour mode when the slide is
+read as sRGB, and the scanner-swapped view or the harmonisation reference when there is one). Scope
+and minimum tissue fraction only select tiles, so they are not in the key: an entry holds every tile
+embedded so far for that key and a later run embeds only the tiles it lacks; tiles left out because
+they overlap damaged file tiles are kept in its excluded datasets, so they are not retried. Entries
+are written atomically; one that cannot be read or lacks its completion flag (a process killed
+mid-write, a truncated file) is deleted and rebuilt.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def cache_key(
         "geometry": grid.geometry_identity(),
         "encoder": [info.name, info.weights_id, info.embed_dim],
     }
+    if slide.metadata.color != "as-scanned":
+        payload["color"] = slide.metadata.color
     if view is not None:
         payload["view"] = view.identity()
     if harmonise is not None:
@@ -83,14 +86,17 @@ class FeatureCache:
         return write_feature_h5(self.path_for(key), fs)
 
     def load_aligned(self, key: str, grid: TileGrid) -> np.ndarray | None:
-        """Features of every tile of ``grid`` in grid order if the entry has them all, else None."""
+        """Features of every tile of ``grid`` in grid order if the entry has them all, else None
+        (NaN rows for tiles left out as unreadable)."""
         fs = self.load(key)
+        fs = _without_exclusions(fs) if fs is not None else None
         if fs is None or _missing(fs, grid).any():
             return None
         return _align(fs, grid)
 
     def has_all(self, key: str, grid: TileGrid) -> bool:
         fs = self.load(key)
+        fs = _without_exclusions(fs) if fs is not None else None
         return fs is not None and not _missing(fs, grid).any()
 
     def embed(
@@ -117,6 +123,7 @@ class FeatureCache:
                 slide.content_id(), float(grid.config.target_mpp), glass_rgb
             )
         cached = self.load(key)
+        cached = _without_exclusions(cached) if cached is not None else None
         missing = _missing(cached, grid) if cached is not None else np.ones(len(grid), bool)
         sub = grid.subset(missing)
         new = np.zeros((0, encoder.spec.embed_dim), np.float32)
@@ -137,7 +144,7 @@ class FeatureCache:
         else:
             merged = cached
         if missing.any():
-            self.store(key, merged)
+            self.store(key, _with_exclusions(merged))
         return _align(merged, grid)
 
 
@@ -151,6 +158,37 @@ def feature_attrs(grid: TileGrid, encoder: TileEncoder) -> dict[str, object]:
         "encoder_weights": encoder.info.weights_id,
         "embed_dim": encoder.info.embed_dim,
     }
+
+
+def _with_exclusions(fs: FeatureSet) -> FeatureSet:
+    """For storing: NaN rows (tiles not embedded: unreadable) move to the excluded datasets."""
+    bad = np.isnan(fs.features).any(axis=1)
+    if not bad.any() or fs.rows is None or fs.cols is None:
+        return fs
+    return FeatureSet(
+        fs.features[~bad],
+        fs.coords[~bad],
+        fs.rows[~bad],
+        fs.cols[~bad],
+        fs.attrs,
+        excluded_coords=fs.coords[bad],
+        excluded_rows=fs.rows[bad],
+        excluded_cols=fs.cols[bad],
+    )
+
+
+def _without_exclusions(fs: FeatureSet) -> FeatureSet:
+    """For use: excluded tiles come back as NaN rows, so they count as known, not missing."""
+    if not len(fs.excluded_coords) or fs.excluded_rows is None or fs.excluded_cols is None or fs.rows is None:
+        return fs
+    nan = np.full((len(fs.excluded_coords), fs.features.shape[1]), np.nan, np.float32)
+    return FeatureSet(
+        np.concatenate([fs.features, nan]),
+        np.concatenate([fs.coords, fs.excluded_coords]),
+        np.concatenate([fs.rows, fs.excluded_rows]),
+        np.concatenate([fs.cols, fs.excluded_cols]),
+        fs.attrs,
+    )
 
 
 def _index(fs: FeatureSet) -> dict[tuple[int, int], int]:

@@ -3,14 +3,15 @@
 A ``LocalCluster`` is started by default (processes, one thread each); pass the address of an
 existing scheduler (for example one started by dask-jobqueue on a cluster) to use it instead.
 Slides whose features are already cached are skipped, so an interrupted run resumes; a slide that
-fails is reported with its error and the others go on.
+fails is reported with its error and the others go on. A slide's pixel size override (``mpp``, µm/px,
+for files without one or with a wrong one) travels with its job.
 """
 
 from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -18,11 +19,20 @@ from pathlib import Path
 import numpy as np
 
 from ..encoders import TileEncoder
-from ..errors import InputError
+from ..errors import InputError, user_message
 from ..stain import Harmonisation, ScannerAugmentation
-from ..tiling import Scope, TileGrid, TilingConfig, TissueMaskConfig, detect_tissue, make_tile_grid
+from ..tiling import (
+    Scope,
+    TileGrid,
+    TilingConfig,
+    TissueMaskConfig,
+    detect_tissue,
+    make_tile_grid,
+    parse_mpp,
+)
 from .cache import FeatureCache, cache_key, feature_attrs
 from .h5 import FeatureSet, write_feature_h5
+from .unreadable import ExcludedTiles, split_unreadable
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,7 @@ class ExtractConfig:
     h5_dir: str | None = None  # also export <slide stem>.h5 in the CLAM/TRIDENT layout
     views: tuple[ScannerAugmentation, ...] = ()  # scanner-swapped views also embedded and cached
     harmonise: Harmonisation | None = None  # tiles re-rendered into this reference profile first
+    color: str = "as-scanned"  # "srgb": the slides' embedded ICC profiles applied to every tile
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,7 @@ class SlideResult:
     n_tiles: int = 0
     seconds: float = 0.0
     error: str = ""
+    warning: str = ""  # e.g. tiles left out because they overlap damaged file tiles
 
 
 @lru_cache(maxsize=2)
@@ -85,6 +97,7 @@ class SlideFeatures:
     encoder: str = ""
     weights_id: str = ""
     from_cache: bool = True  # False when tiles had to be embedded
+    excluded: ExcludedTiles | None = None  # tiles left out: they overlap damaged file tiles
 
 
 def slide_features(
@@ -92,11 +105,13 @@ def slide_features(
     config: ExtractConfig,
     views: tuple[ScannerAugmentation | None, ...] = (None,),
     embed: bool = True,
+    mpp: float | None = None,
 ) -> list[SlideFeatures] | None:
     """Whole-slide features of one slide, one :class:`SlideFeatures` per entry of ``views`` (None:
     the slide as scanned, or harmonised with ``config.harmonise``), from the cache; missing tiles are
     embedded when ``embed``, otherwise None is returned unless everything is cached. The slide is
-    opened and tiled once. Raises on unreadable slides."""
+    opened (with the pixel size ``mpp`` µm/px replacing its file's, when given) and tiled once.
+    Raises on unreadable slides."""
     from ..io import open_slide
     from .pipeline import run_to_completion
 
@@ -107,7 +122,7 @@ def slide_features(
     info = encoder.info
     cache = FeatureCache(config.cache_dir)
     out: list[SlideFeatures] = []
-    with open_slide(path) as slide:
+    with open_slide(path, mpp=mpp, color=config.color) as slide:
         slide.require_rgb()
         tissue = detect_tissue(slide, config.tissue)
         grid = make_tile_grid(slide, _tiling_for(config, encoder), Scope.whole(), tissue)
@@ -129,22 +144,27 @@ def slide_features(
                     )
                 )
             view_id = view.identity() if view is not None else ""
+            readable, kept, excluded = split_unreadable(grid, features)
             out.append(
-                SlideFeatures(str(path), grid, features, view_id, info.name, info.weights_id, from_cache)
+                SlideFeatures(
+                    str(path), readable, kept, view_id, info.name, info.weights_id, from_cache, excluded
+                )
             )
     return out
 
 
-def extract_one(path: str, config: ExtractConfig) -> SlideResult:
-    """Embed one slide (and its scanner-swapped ``config.views``) into the cache; never raises
-    (errors come back in the result)."""
+def extract_one(path: str, config: ExtractConfig, mpp: float | None = None) -> SlideResult:
+    """Embed one slide (and its scanner-swapped ``config.views``) into the cache, read with the pixel
+    size ``mpp`` when given; never raises (errors come back in the result)."""
     start = time.perf_counter()
     views = (None, *config.views)
     try:
-        result = slide_features(path, config, views)
+        result = slide_features(path, config, views, mpp=mpp)
         assert result is not None
         cached = all(r.from_cache for r in result)
         plain = result[0]
+        excluded = plain.excluded
+        assert excluded is not None
         encoder = encoder_for(config.encoder, config.weights, config.allow_hub, config.device)
         if config.h5_dir:
             write_feature_h5(
@@ -155,20 +175,32 @@ def extract_one(path: str, config: ExtractConfig) -> SlideResult:
                     plain.grid.rows,
                     plain.grid.cols,
                     feature_attrs(plain.grid, encoder),
+                    excluded_coords=excluded.coords,
+                    excluded_rows=excluded.rows,
+                    excluded_cols=excluded.cols,
                 ),
             )
         return SlideResult(
-            str(path), "cached" if cached else "extracted", len(plain.grid), time.perf_counter() - start
+            str(path),
+            "cached" if cached else "extracted",
+            len(plain.grid),
+            time.perf_counter() - start,
+            warning=excluded.describe(),
         )
     except Exception as exc:  # one bad slide must not stop the cohort
-        detail = f"{type(exc).__name__}: {exc}"
-        return SlideResult(str(path), "failed", seconds=time.perf_counter() - start, error=detail)
+        return SlideResult(str(path), "failed", seconds=time.perf_counter() - start, error=user_message(exc))
 
 
 def slides_from_inputs(inputs: Sequence[str]) -> list[str]:
     """Slide paths from arguments: slide files, CSV files with a ``path`` column (relative paths
     resolved against the CSV), or text files with one path per line."""
-    paths: list[str] = []
+    return [path for path, _ in slides_with_mpp(inputs)]
+
+
+def slides_with_mpp(inputs: Sequence[str], mpp: float | None = None) -> list[tuple[str, float | None]]:
+    """:func:`slides_from_inputs` with each slide's pixel size override (µm/px): a CSV's ``mpp``
+    column where filled (invalid values are refused), else ``mpp`` (None: the file's)."""
+    slides: list[tuple[str, float | None]] = []
     for item in inputs:
         p = Path(item)
         if p.suffix.lower() in (".csv", ".txt") and not p.is_file():
@@ -178,14 +210,16 @@ def slides_from_inputs(inputs: Sequence[str]) -> list[str]:
                 reader = csv.DictReader(fh)
                 if "path" not in (reader.fieldnames or []):
                     raise InputError(f"{p}: a slide list CSV needs a 'path' column")
-                for row in reader:
+                for lineno, row in enumerate(reader, start=2):
                     q = Path(row["path"])
-                    paths.append(str(q if q.is_absolute() else (p.parent / q).resolve()))
+                    own = parse_mpp(row.get("mpp"), f"{p.name}, line {lineno}")
+                    path = q if q.is_absolute() else (p.parent / q).resolve()
+                    slides.append((str(path), mpp if own is None else own))
         elif p.suffix.lower() == ".txt":
-            paths += [line.strip() for line in p.read_text().splitlines() if line.strip()]
+            slides += [(line.strip(), mpp) for line in p.read_text().splitlines() if line.strip()]
         else:
-            paths.append(str(p))
-    return paths
+            slides.append((str(p), mpp))
+    return slides
 
 
 def extract_cohort(
@@ -194,17 +228,20 @@ def extract_cohort(
     *,
     scheduler: str | None = None,
     n_workers: int = 2,
+    slide_mpp: Mapping[str, float] | None = None,
 ) -> Iterator[SlideResult]:
     """Yield one :class:`SlideResult` per slide as they finish.
 
     ``scheduler``: address of a running Dask scheduler; otherwise a ``LocalCluster`` with
-    ``n_workers`` processes. ``n_workers=0`` runs in this process without Dask.
+    ``n_workers`` processes. ``n_workers=0`` runs in this process without Dask. ``slide_mpp``: pixel
+    size overrides (µm/px) by slide path, sent with each slide's job; other slides use their files'.
     """
     if not paths:
         return
+    mpps = [(slide_mpp or {}).get(path) for path in paths]
     if scheduler is None and n_workers == 0:
-        for path in paths:
-            yield extract_one(path, config)
+        for path, mpp in zip(paths, mpps):
+            yield extract_one(path, config, mpp)
         return
     from distributed import Client, LocalCluster, as_completed
 
@@ -217,7 +254,8 @@ def extract_cohort(
     else:
         client = Client(scheduler)
     try:
-        futures = client.map(extract_one, list(paths), config=config, pure=False)
+        configs = [config] * len(paths)  # each job: its slide, the config and the slide's pixel size
+        futures = client.map(extract_one, list(paths), configs, mpps, pure=False)
         for future in as_completed(futures):
             yield future.result()
     finally:

@@ -21,7 +21,7 @@ import torch
 
 from ..encoders import TileEncoder
 from ..errors import InputError
-from ..io import WSI
+from ..io import WSI, UnreadableRegionError
 from ..stain import TileTransform
 from ..tiling import TileGrid, read_tile
 
@@ -68,11 +68,20 @@ def autocast_for(device: torch.device) -> torch.autocast | nullcontext:
 
 def _read_batch(
     slide: WSI, grid: TileGrid, indices: np.ndarray, transform: TileTransform | None = None
-) -> np.ndarray:
-    tiles = [read_tile(slide, grid, int(i)) for i in indices]
-    if transform is not None:
-        tiles = [transform(t, int(grid.rows[i]), int(grid.cols[i])) for t, i in zip(tiles, indices)]
-    return np.stack(tiles)
+) -> tuple[np.ndarray, np.ndarray]:
+    """(tiles, unreadable): a tile over a damaged file tile is left blank and flagged."""
+    tiles, unreadable = [], np.zeros(len(indices), bool)
+    for k, i in enumerate(indices):
+        try:
+            tile = read_tile(slide, grid, int(i), strict=True)
+        except UnreadableRegionError:
+            unreadable[k] = True
+            tile = np.full((grid.config.tile_size, grid.config.tile_size, 3), 255, np.uint8)
+        else:
+            if transform is not None:
+                tile = transform(tile, int(grid.rows[i]), int(grid.cols[i]))
+        tiles.append(tile)
+    return np.stack(tiles), unreadable
 
 
 def embed_batch(encoder: TileEncoder, tiles: np.ndarray, device: torch.device) -> np.ndarray:
@@ -100,6 +109,8 @@ def embed_tiles(
     """Embed every tile of ``grid``; yields progress per batch, returns (N, D) float32.
 
     ``transform(tile, row, col)`` (e.g. a scanner-swapped view) is applied to each tile after reading.
+    A tile that overlaps a damaged file tile is not embedded: its row is NaN (see
+    :func:`split_unreadable`).
     """
     if grid.config.tile_size != encoder.spec.input_size:
         raise InputError(
@@ -113,7 +124,7 @@ def embed_tiles(
     if n == 0:
         return out
     batches = [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
-    pending: deque[tuple[np.ndarray, Future[np.ndarray]]] = deque()
+    pending: deque[tuple[np.ndarray, Future[tuple[np.ndarray, np.ndarray]]]] = deque()
     pool = ThreadPoolExecutor(max_workers=max(1, readers), thread_name_prefix="wsirobust-read")
     try:
         next_batch = 0
@@ -124,7 +135,9 @@ def embed_tiles(
                 pending.append((idx, pool.submit(_read_batch, slide, grid, idx, transform)))
                 next_batch += 1
             idx, future = pending.popleft()
-            out[idx] = embed_batch(encoder, future.result(), device)
+            tiles, unreadable = future.result()
+            out[idx] = embed_batch(encoder, tiles, device)
+            out[idx[unreadable]] = np.nan
             done += idx.size
             yield EmbedProgress(done, n, time.perf_counter() - start)
     finally:  # cancelled or failed: drop queued reads and release the threads

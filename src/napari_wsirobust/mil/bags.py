@@ -47,14 +47,14 @@ def load_bags(
     views: tuple[ScannerAugmentation, ...] | None = None,
     with_ground_truth: bool = True,
 ) -> list[Bag]:
-    """Bags for ``rows``: features from the cache (embedding what is missing), and those of the
-    scanner-swapped ``views`` (default: ``extract.views``).
+    """Bags for ``rows``: features from the cache (embedding what is missing; each slide read with
+    its row's ``mpp`` when set), and those of the scanner-swapped ``views`` (default: ``extract.views``).
 
     A slide without tissue tiles is refused with its name: it cannot be a training example."""
     views = extract.views if views is None else views
     bags: list[Bag] = []
     for r in rows:
-        feats = slide_features(r.path, extract, (None, *views))
+        feats = slide_features(r.path, extract, (None, *views), mpp=r.mpp)
         assert feats is not None
         plain = feats[0]
         if len(plain.features) == 0:

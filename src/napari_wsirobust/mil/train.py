@@ -188,6 +188,7 @@ class FeatureSource:
     encoder_weights_id: str = ""
     tiling: dict[str, Any] = field(default_factory=dict)
     harmonise: dict[str, Any] = field(default_factory=dict)  # Harmonisation.to_dict(); empty: none
+    color: str = "as-scanned"  # the slides' colour mode ("srgb": embedded ICC profiles applied)
 
 
 @dataclass(frozen=True)
@@ -582,6 +583,7 @@ class Trainer:
             encoder_weights_id=self.source.encoder_weights_id,
             tiling=dict(self.source.tiling),
             harmonise=dict(self.source.harmonise),
+            color=self.source.color,
             losses={**asdict(self.config.losses), "sites": self.site_names},
             metrics=metrics,
             training={k: v for k, v in asdict(self.config).items() if k != "losses"},

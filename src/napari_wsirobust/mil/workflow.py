@@ -26,7 +26,15 @@ from ..cohort import (
     read_cohort_table,
     rescanned_patients,
 )
-from ..features import ExtractConfig, encoder_for, extract_cohort, slide_features
+from ..errors import user_message
+from ..features import (
+    DEFAULT_MAX_UNREADABLE_SHARE,
+    ExtractConfig,
+    check_unreadable_share,
+    encoder_for,
+    extract_cohort,
+    slide_features,
+)
 from ..stain import HarmonisationError, ScannerAugmentation, reference_for_slides
 from .bags import Bag, load_bags
 from .metrics import auc_ovr, balanced_accuracy
@@ -51,6 +59,7 @@ def feature_source(extract: ExtractConfig) -> FeatureSource:
         encoder.info.weights_id,
         asdict(extract.tiling),
         extract.harmonise.to_dict() if extract.harmonise is not None else {},
+        extract.color,
     )
 
 
@@ -62,12 +71,14 @@ def train_cohort(
     n_views: int = 1,
     workers: int = 2,
     harmonise_to: str | None = None,
+    mpp: float | None = None,
 ) -> Generator[Stage | EpochReport, None, TrainResult]:
     """Embed the cohort (cached; scanner-swapped views of train/val slides when the losses need
     them, harmonised tiles with ``harmonise_to``), train, and save the best head to ``model_dir``
-    whenever it improves."""
+    whenever it improves. ``mpp``: the pixel size (µm/px) of the slides whose ``mpp`` cell is blank."""
+    table = read_cohort_table(cohort_csv, default_mpp=mpp)
     run = yield from train_table(
-        read_cohort_table(cohort_csv), model_dir, extract, config, n_views, workers, harmonise_to=harmonise_to
+        table, model_dir, extract, config, n_views, workers, harmonise_to=harmonise_to
     )
     assert run.result is not None
     return run.result
@@ -124,7 +135,8 @@ def train_table(
     ``other_splits``: also embed the slides of the other splits (e.g. test) for evaluation.
     ``harmonise_to``: re-render every slide's tiles into a reference profile before embedding - "auto"
     (the least sharp training site, :func:`~napari_wsirobust.stain.harmonise.choose_reference`) or a
-    site name; the reference is saved with the head and applied again at prediction.
+    site name; the reference is saved with the head and applied again at prediction. Every slide is
+    read with its row's ``mpp`` when set.
 
     ``should_stop`` is polled between slides and epochs: training then ends early and the run keeps
     the best head so far (already saved to ``model_dir``)."""
@@ -134,6 +146,7 @@ def train_table(
     if not train_rows or not val_rows:
         raise CohortError("need slides in both the 'train' and the 'val' split")
     check_losses_fit_cohort(config.losses, table.split(TRAIN, REFERENCE))
+    slide_mpp = {r.path: r.mpp for r in table.rows if r.mpp is not None}
     if harmonise_to is not None or extract.harmonise is not None:
         check_harmonisation(config.losses, harmonise_to, sorted({r.site for r in train_rows}))
         config = replace(config, validate_on_views=False)
@@ -142,7 +155,7 @@ def train_table(
         for row in train_rows:
             by_site.setdefault(row.site, []).append(row.path)
         yield Stage(f"estimating the colour profiles of {len(by_site)} training site(s)", 0, len(by_site))
-        extract = replace(extract, harmonise=reference_for_slides(by_site, harmonise_to))
+        extract = replace(extract, harmonise=reference_for_slides(by_site, harmonise_to, slide_mpp=slide_mpp))
         yield Stage(f"harmonising every slide to site {extract.harmonise.site}'s profile", 1, 1)
     views = tuple(ScannerAugmentation(seed=0, view=v) for v in range(n_views))
     if extract.harmonise is None and (config.losses.needs_views or config.validate_on_views):
@@ -155,7 +168,8 @@ def train_table(
     yield Stage("embedding slides", 0, len(rows))
     done = 0
     for batch, batch_config in (b for b in batches if b[0]):
-        for result in extract_cohort([r.path for r in batch], batch_config, n_workers=workers):
+        paths = [r.path for r in batch]
+        for result in extract_cohort(paths, batch_config, n_workers=workers, slide_mpp=slide_mpp):
             if result.status == "failed":
                 raise CohortError(f"cannot embed {result.slide}: {result.error}")
             done += 1
@@ -239,6 +253,7 @@ def extract_config_for(head: TrainedHead, cache_dir: str | None, device: str = "
         tiling=head.tiling_config(),
         device=device,
         harmonise=head.harmonisation(),
+        color=head.config.color,
     )
 
 
@@ -253,22 +268,35 @@ class SlideOutcome:
     slide: str
     prediction: BagPrediction | None
     error: str = ""
+    warning: str = ""  # e.g. tiles left out because they overlap damaged file tiles
 
 
 def predict_slides(
-    head: TrainedHead, slides: Sequence[str], extract: ExtractConfig, site: str | None = None
+    head: TrainedHead,
+    slides: Sequence[str],
+    extract: ExtractConfig,
+    site: str | None = None,
+    slide_mpp: Mapping[str, float] | None = None,
+    max_unreadable_share: float = DEFAULT_MAX_UNREADABLE_SHARE,
 ) -> Generator[Stage, None, list[SlideOutcome]]:
-    """Whole-slide predictions; a slide that fails is reported and the others go on."""
+    """Whole-slide predictions; a slide that fails is reported and the others go on. ``slide_mpp``:
+    pixel size overrides (µm/px) by slide path; other slides use their files'. A slide with more
+    than ``max_unreadable_share`` of its tissue tiles over damaged file tiles is refused."""
+    slide_mpp = slide_mpp or {}
     source = feature_source(extract)
     head.check_features(source.encoder_name, source.embed_dim)
     outcomes: list[SlideOutcome] = []
     for i, path in enumerate(slides, 1):
         try:
-            feats = slide_features(path, extract)
-            assert feats is not None
-            outcomes.append(SlideOutcome(path, head.predict(feats[0].features, site)))
+            feats = slide_features(path, extract, mpp=slide_mpp.get(path))
+            assert feats is not None and feats[0].excluded is not None
+            excluded = feats[0].excluded
+            check_unreadable_share(excluded, Path(path).name, max_unreadable_share)
+            outcomes.append(
+                SlideOutcome(path, head.predict(feats[0].features, site), warning=excluded.describe())
+            )
         except Exception as exc:  # reported per slide
-            outcomes.append(SlideOutcome(path, None, f"{type(exc).__name__}: {exc}"))
+            outcomes.append(SlideOutcome(path, None, user_message(exc)))
         yield Stage(f"predicted {Path(path).name}", i, len(slides))
     return outcomes
 

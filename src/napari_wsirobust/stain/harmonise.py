@@ -156,14 +156,17 @@ def _floats(values: Any, n: int) -> tuple[float, ...]:
 
 
 def _plan_slide(slide: WSI, reference: StainProfile) -> SlidePlan:
-    from ..tiling import TilingConfig, detect_tissue, make_tile_grid, read_tile
+    from ..tiling import TilingConfig, detect_tissue, make_tile_grid, read_readable_tiles
     from .profile import estimate_open_slide_profile
     from .transfer import matching_blur_sigma
 
     source = estimate_open_slide_profile(slide, n_tiles=PROFILE_TILES)
     grid = make_tile_grid(slide, TilingConfig(), tissue=detect_tissue(slide))
     picks = np.unique(np.linspace(0, len(grid) - 1, min(len(grid), BLUR_SAMPLE_TILES)).astype(int))
-    sample = np.concatenate([read_tile(slide, grid, int(i))[..., :3] for i in picks], axis=0)
+    readable = read_readable_tiles(slide, grid, picks)
+    if not readable:
+        raise ValueError("every sampled tissue tile overlaps damaged file tiles")
+    sample = np.concatenate([t[..., :3] for t in readable], axis=0)
     return SlidePlan(source, matching_blur_sigma(sample, source, reference))
 
 
@@ -182,15 +185,19 @@ def choose_reference(site_profiles: Mapping[str, StainProfile], site: str | None
 
 
 def reference_for_slides(
-    slides_by_site: Mapping[str, Sequence[str]], site: str | None = None, per_site: int = 8
+    slides_by_site: Mapping[str, Sequence[str]],
+    site: str | None = None,
+    per_site: int = 8,
+    slide_mpp: Mapping[str, float] | None = None,
 ) -> Harmonisation:
-    """Profile up to ``per_site`` slides of each site (in the order given) and choose the reference
-    (:func:`choose_reference`; ``site`` "auto" or None: the least sharp site)."""
+    """Profile up to ``per_site`` slides of each site (in the order given; ``slide_mpp``: pixel size
+    overrides by path) and choose the reference (:func:`choose_reference`; ``site`` "auto" or None:
+    the least sharp site)."""
     from .profile import ProfileError, estimate_site_profiles
 
     chosen = {name: list(paths)[:per_site] for name, paths in slides_by_site.items()}
     try:
-        profiles = estimate_site_profiles(chosen, PROFILE_TILES)
+        profiles = estimate_site_profiles(chosen, PROFILE_TILES, slide_mpp)
     except ProfileError as exc:
         raise HarmonisationError(f"{exc} (needed to choose the harmonisation reference)") from exc
     return choose_reference(profiles, None if site in (None, "auto") else site)

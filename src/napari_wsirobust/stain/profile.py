@@ -125,12 +125,15 @@ def estimate_stain_profile(
     )
 
 
-def estimate_slide_profile(path: str, n_tiles: int = 48, seed: int = 0) -> StainProfile:
+def estimate_slide_profile(
+    path: str, n_tiles: int = 48, seed: int = 0, mpp: float | tuple[float, float] | None = None
+) -> StainProfile:
     """Profile of one slide: glass tint from its low-resolution overview, stains and sharpness from
-    up to ``n_tiles`` random tissue tiles at the default tiling resolution."""
+    up to ``n_tiles`` random tissue tiles at the default tiling resolution. ``mpp``: the pixel size
+    (µm/px) replacing the file's, e.g. for a slide without one."""
     from ..io import open_slide
 
-    with open_slide(path) as slide:
+    with open_slide(path, mpp=mpp) as slide:
         return estimate_open_slide_profile(slide, n_tiles, seed)
 
 
@@ -142,7 +145,7 @@ def estimate_open_slide_profile(slide: WSI, n_tiles: int = 48, seed: int = 0) ->
         detect_tissue,
         make_tile_grid,
         read_overview,
-        read_tile,
+        read_readable_tiles,
     )
 
     path = str(slide.path)
@@ -152,7 +155,10 @@ def estimate_open_slide_profile(slide: WSI, n_tiles: int = 48, seed: int = 0) ->
     if len(grid) == 0:
         raise ProfileError(f"{path}: no tissue tiles to estimate a stain profile from")
     picks = np.random.default_rng(seed).permutation(len(grid))[:n_tiles]
-    tiles = np.concatenate([read_tile(slide, grid, int(i))[..., :3] for i in sorted(picks)], axis=0)
+    readable = read_readable_tiles(slide, grid, sorted(picks))
+    if not readable:
+        raise ProfileError(f"{path}: every sampled tissue tile overlaps damaged file tiles")
+    tiles = np.concatenate([t[..., :3] for t in readable], axis=0)
     profile = estimate_stain_profile(tiles, background=background, seed=seed)
     quality = jpeg_quality_of_slide(path)
     return replace(profile, jpeg_quality=quality.quality if quality is not None else None)
@@ -188,17 +194,22 @@ class ProfileError(WsiRobustError, ValueError):
 
 
 def estimate_site_profiles(
-    slides_by_site: Mapping[str, Sequence[str]], n_tiles: int = 48
+    slides_by_site: Mapping[str, Sequence[str]],
+    n_tiles: int = 48,
+    slide_mpp: Mapping[str, float] | None = None,
 ) -> dict[str, StainProfile]:
-    """One profile per site from its slides (each slide profiled, then :func:`combine_profiles`).
+    """One profile per site from its slides (each slide profiled, then :func:`combine_profiles`;
+    ``slide_mpp``: pixel size overrides in µm/px by slide path, other slides use their files').
     Raises :class:`ProfileError` naming the first slide that cannot be profiled (unreadable, no
     tissue, too few stained pixels)."""
+    slide_mpp = slide_mpp or {}
     profiles: dict[str, StainProfile] = {}
     for site, paths in sorted(slides_by_site.items()):
         per_slide = []
         for i, path in enumerate(paths):
             try:
-                per_slide.append(estimate_slide_profile(str(path), n_tiles, seed=i))
+                mpp = slide_mpp.get(str(path))
+                per_slide.append(estimate_slide_profile(str(path), n_tiles, seed=i, mpp=mpp))
             except (OSError, ValueError) as exc:
                 raise ProfileError(
                     f"cannot estimate the colour profile of {Path(str(path)).name} (site {site}): {exc}"

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from .grid import MissingMPPError, Scope, TileGrid, TilingConfig, make_tile_grid, read_tile
+from .grid import (
+    MissingMPPError,
+    Scope,
+    TileGrid,
+    TilingConfig,
+    make_tile_grid,
+    read_readable_tiles,
+    read_tile,
+)
+from .mpp import parse_mpp
 from .tissue import TissueMask, TissueMaskConfig, detect_tissue, read_overview
 
 __all__ = [
@@ -14,6 +23,8 @@ __all__ = [
     "TissueMaskConfig",
     "detect_tissue",
     "make_tile_grid",
+    "parse_mpp",
     "read_overview",
+    "read_readable_tiles",
     "read_tile",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -18,7 +19,7 @@ from PIL import Image
 from skimage.measure import points_in_poly
 
 from ..errors import InputError
-from ..io import WSI, SlideError, level0_to_world
+from ..io import WSI, SlideError, UnreadableRegionError, level0_to_world
 from .tissue import TissueMask
 
 
@@ -181,7 +182,7 @@ def _slide_mpp(slide: WSI) -> tuple[float, float]:
         raise MissingMPPError(
             slide.path,
             "has no pixel size (MPP), so tiles at a physical resolution cannot be placed; give it in "
-            "µm/px: on the command line with --mpp or the cohort CSV's mpp column; in napari with the "
+            "µm/px: in the cohort CSV's mpp column; on the command line with --mpp; in napari with the "
             "Slide info dock's MPP override or the mpp column of the Train dock's table; in Python "
             "with open_slide(path, mpp=...)",
         )
@@ -231,19 +232,33 @@ def make_tile_grid(
     )
 
 
-def read_tile(slide: WSI, grid: TileGrid, index: int) -> np.ndarray:
+def read_tile(slide: WSI, grid: TileGrid, index: int, strict: bool = False) -> np.ndarray:
     """Tile ``index`` of ``grid`` as a (tile_size, tile_size, 3) uint8 array, read from
-    ``grid.read_level`` and resized (area-averaging when shrinking) to the target resolution."""
+    ``grid.read_level`` and resized (area-averaging when shrinking) to the target resolution.
+    ``strict``: raise :class:`~napari_wsirobust.io.UnreadableRegionError` when the tile overlaps a
+    damaged file tile (instead of reading blank background there)."""
     level = grid.read_level
     dx, dy = slide.level_downsample(level)
     x0, y0 = grid.x0[index] / dx, grid.y0[index] / dy
     w, h = grid.tile_size_level0[0] / dx, grid.tile_size_level0[1] / dy
     xa, ya = int(np.floor(x0)), int(np.floor(y0))
     xb, yb = int(np.ceil(x0 + w)), int(np.ceil(y0 + h))
-    region = slide.read_level_window(level, xa, ya, xb, yb)
+    region = slide.read_level_window(level, xa, ya, xb, yb, strict=strict)
     ts = grid.config.tile_size
     box = (x0 - xa, y0 - ya, x0 - xa + w, y0 - ya + h)
     if region.shape[:2] == (ts, ts) and box == (0.0, 0.0, float(ts), float(ts)):
         return region
     resample = Image.Resampling.BOX if w > ts else Image.Resampling.BILINEAR
     return np.asarray(Image.fromarray(region).resize((ts, ts), resample=resample, box=box))
+
+
+def read_readable_tiles(slide: WSI, grid: TileGrid, indices: Iterable[int]) -> list[np.ndarray]:
+    """The tiles among ``indices`` that do not overlap damaged file tiles, in order (for sampling
+    statistics: a blank stand-in must not count as tissue)."""
+    tiles = []
+    for i in indices:
+        try:
+            tiles.append(read_tile(slide, grid, int(i), strict=True))
+        except UnreadableRegionError:
+            continue
+    return tiles

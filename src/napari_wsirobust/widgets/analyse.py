@@ -178,9 +178,12 @@ class AnalyseWidget(WorkerDock):
             f"<b>{result.predicted_label}</b> (p = {result.probability:.2f}) over {len(result.grid)} tiles "
             f"({result.request.scope.kind}); {probs}"
         )
+        excluded = result.excluded
+        in_scope = len(result.grid) + (excluded.count if excluded else 0)
         self._status.value = (
             f"Done in {result.seconds:.1f} s; {result.n_embedded} tiles embedded, "
-            f"{len(result.grid) - result.n_embedded} from the cache."
+            f"{in_scope - result.n_embedded} from the cache."
+            + (f" Warning: {excluded.describe()}." if excluded and excluded.count else "")
         )
 
     # -- layers ---------------------------------------------------------------------------------

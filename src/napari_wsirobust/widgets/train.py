@@ -1,6 +1,6 @@
 """Train dock widget: build a cohort from open slides and/or a cohort CSV, label slides from the
-table or from drawn annotations, train the robust MIL head in a worker with a live plot, and make
-the model available to the Analyse widget.
+table or from drawn annotations, give slides without a pixel size theirs (the ``mpp`` column), train
+the robust MIL head in a worker with a live plot, and make the model available to the Analyse widget.
 
 Thin: validation is :func:`~napari_wsirobust.cohort.build_cohort_table`, training
 :func:`~napari_wsirobust.mil.train_table`, metrics
@@ -81,6 +81,11 @@ def _format(value: float) -> str:
     return "n/a" if value != value else f"{value:.3f}"  # NaN: a split/site with one class only
 
 
+def _override_mpp(meta: dict[str, Any]) -> float | None:
+    """The pixel size set in the Slide info dock for a slide layer (None: the file's is used)."""
+    return float(meta["mpp_x"]) if meta.get("mpp_source") == "override" and meta.get("mpp_x") else None
+
+
 class TrainWidget(WorkerDock):
     """Cohort table, annotations, loss choice, Train/Cancel with a live plot, metrics, Save/Load."""
 
@@ -99,6 +104,10 @@ class TrainWidget(WorkerDock):
         self.metrics: list[MetricRow] = []
 
         self._table = Table(value=[], columns=list(TABLE_COLUMNS), label="Cohort")
+        self._table.tooltip = (
+            "One row per slide; edit the cells. mpp: the slide's pixel size in µm/px, replacing the one "
+            "in its file (for slides without one); blank: the file's. Saved with the cohort CSV."
+        )
         self._add_open = PushButton(text="Add open slides")
         self._remove = PushButton(text="Remove selected rows")
         self._csv_in = FileEdit(label="Cohort CSV", mode="r", filter="*.csv")
@@ -123,6 +132,15 @@ class TrainWidget(WorkerDock):
             "is used (best on the shortcut benchmark: BENCHMARKS.md, harmonised tiles)"
         )
         self._encoder = ComboBox(label="Encoder", choices=list_encoders(), value=ExtractConfig.encoder)
+        self._colour = ComboBox(
+            label="Slide colour",
+            choices=[("As scanned", "as-scanned"), ("sRGB (embedded ICC profiles)", "srgb")],
+            value="as-scanned",
+        )
+        self._colour.tooltip = (
+            "sRGB applies each slide's embedded colour profile before embedding; the model remembers "
+            "the choice and analysis applies it"
+        )
         self._device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
         self._epochs = SpinBox(label="Epochs", value=40, min=1, max=1000)
         self._patience = SpinBox(label="Patience (epochs)", value=20, min=1, max=1000)
@@ -142,7 +160,8 @@ class TrainWidget(WorkerDock):
             [
                 self._table, self._add_open, self._remove, self._csv_in, self._load_csv, self._csv_out,
                 self._save_csv, self._ann_layer, self._ann_slide, self._value_labels, self._classes,
-                self._reference, self._use_ann, self._loss, self._harmonise, self._encoder, self._device,
+                self._reference, self._use_ann, self._loss, self._harmonise, self._encoder, self._colour,
+                self._device,
                 self._epochs, self._patience, self._model_dir, self._train, self._cancel, self._progress,
                 self._status, self._plot_box, self._metrics, self._save_to, self._save, self._load_from,
                 self._load,
@@ -191,7 +210,7 @@ class TrainWidget(WorkerDock):
         for layer in slide_layers(self._viewer):
             meta = layer.metadata[LAYER_METADATA_KEY]
             if Path(meta["path"]).resolve() not in known:
-                records.append(record_for_slide(meta["path"], meta.get("vendor")))
+                records.append(record_for_slide(meta["path"], meta.get("vendor"), _override_mpp(meta)))
                 added += 1
         self.set_records(records)
         self._status.value = f"{added} slide(s) added; set their labels (or draw annotations) and splits."
@@ -238,7 +257,8 @@ class TrainWidget(WorkerDock):
         path = str(Path(slide.metadata[LAYER_METADATA_KEY]["path"]).resolve())
         records = self.records()
         if not any(Path(r["path"]).resolve() == Path(path) for r in records):
-            records.append(record_for_slide(path, slide.metadata[LAYER_METADATA_KEY].get("vendor")))
+            meta = slide.metadata[LAYER_METADATA_KEY]
+            records.append(record_for_slide(path, meta.get("vendor"), _override_mpp(meta)))
         n = len(annotations.regions) + len(annotations.masks)
         for rec in records:
             if Path(rec["path"]).resolve() == Path(path):
@@ -276,7 +296,10 @@ class TrainWidget(WorkerDock):
             return None
         model_dir = Path(str(self._model_dir.value))
         extract = ExtractConfig(
-            cache_dir=str(default_cache_dir()), encoder=self._encoder.value, device=self._device.value
+            cache_dir=str(default_cache_dir()),
+            encoder=self._encoder.value,
+            device=self._device.value,
+            color=self._colour.value,
         )
         config = TrainConfig(
             epochs=int(self._epochs.value), patience=int(self._patience.value), losses=LOSS_PRESETS[preset]
