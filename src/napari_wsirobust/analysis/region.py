@@ -30,7 +30,15 @@ from ..features import (
 )
 from ..io import WSI, open_slide
 from ..mil import BagPrediction, TrainedHead
-from ..tiling import Scope, TileGrid, TilingConfig, TissueMask, detect_tissue, make_tile_grid
+from ..tiling import (
+    Scope,
+    TileGrid,
+    TilingConfig,
+    TissueMask,
+    detect_tissue,
+    make_tile_grid,
+    require_mpp,
+)
 from .progress import relay
 
 
@@ -182,6 +190,7 @@ def analyse_region(
     cache = FeatureCache(request.cache_dir)
     with open_slide(request.slide_path, mpp=request.mpp, color=head.config.color) as slide:
         slide.require_rgb()
+        require_mpp(slide)  # before the tissue mask: a slide without MPP is refused at once
         yield AnalysisProgress("tiling", message="finding tissue")
         tissue = resources.tissue(slide, request.mpp)
         grid = make_tile_grid(slide, tiling, request.scope, tissue)

@@ -29,6 +29,7 @@ from ..tiling import (
     detect_tissue,
     make_tile_grid,
     parse_mpp,
+    require_mpp,
 )
 from .cache import FeatureCache, cache_key, feature_attrs
 from .h5 import FeatureSet, write_feature_h5
@@ -124,6 +125,7 @@ def slide_features(
     out: list[SlideFeatures] = []
     with open_slide(path, mpp=mpp, color=config.color) as slide:
         slide.require_rgb()
+        require_mpp(slide)  # before the tissue mask: a slide without MPP is refused at once
         tissue = detect_tissue(slide, config.tissue)
         grid = make_tile_grid(slide, _tiling_for(config, encoder), Scope.whole(), tissue)
         for view in views:

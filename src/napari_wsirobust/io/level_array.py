@@ -238,9 +238,35 @@ class StridedLevel(_LazyLevel):
     def window(
         self, y0: int, y1: int, x0: int, x1: int, fill: int | None = None, strict: bool = False
     ) -> np.ndarray:
-        f = self.factor
-        full = self._base.window(y0 * f, y1 * f, x0 * f, x1 * f, fill, strict)
-        return full[::f, ::f].copy()  # a view would keep the full-resolution window alive
+        """Pixels ``[y0, y1) x [x0, x1)`` of the overview, strided out of one base tile at a time, so
+        memory stays at the output plus one decoded tile however large the full-resolution window."""
+        f, base = self.factor, self._base
+        fill = base._reader.background if fill is None else fill
+        out = np.full((max(0, y1 - y0), max(0, x1 - x0), *self.shape[2:]), fill, self.dtype)
+        ya, yb = max(0, y0), min(self.shape[0], y1)
+        xa, xb = max(0, x0), min(self.shape[1], x1)
+        if ya >= yb or xa >= xb:
+            return out
+        th, tw = base.tile
+        for r in range(ya * f // th, (yb - 1) * f // th + 1):
+            i0, i1 = max(ya, -(-r * th // f)), min(yb, -(-(r + 1) * th // f))
+            for c in range(xa * f // tw, (xb - 1) * f // tw + 1):
+                j0, j1 = max(xa, -(-c * tw // f)), min(xb, -(-(c + 1) * tw // f))
+                if i0 >= i1 or j0 >= j1:
+                    continue
+                tile, ok = base._reader.tile(base.level, r, c)
+                if not ok and strict:
+                    raise UnreadableRegionError(
+                        [
+                            t
+                            for t in base._reader.damage.tiles
+                            if (t.level, t.row, t.col) == (base.level, r, c)
+                        ]
+                    )
+                rows = slice(i0 * f - r * th, (i1 - 1) * f - r * th + 1, f)
+                cols = slice(j0 * f - c * tw, (j1 - 1) * f - c * tw + 1, f)
+                out[i0 - y0 : i1 - y0, j0 - x0 : j1 - x0] = tile[rows, cols]
+        return out
 
 
 def _split_key(key: Any, ndim: int) -> tuple[slice, slice, tuple[Any, ...], tuple[bool, bool]]:

@@ -10,6 +10,7 @@ from .grid import (
     make_tile_grid,
     read_readable_tiles,
     read_tile,
+    require_mpp,
 )
 from .mpp import parse_mpp
 from .tissue import TissueMask, TissueMaskConfig, detect_tissue, read_overview
@@ -27,4 +28,5 @@ __all__ = [
     "read_overview",
     "read_readable_tiles",
     "read_tile",
+    "require_mpp",
 ]

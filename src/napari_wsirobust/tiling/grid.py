@@ -176,7 +176,8 @@ class TileGrid:
         return np.column_stack(level0_to_world(self.x0 + w / 2, self.y0 + h / 2, self.mpp))
 
 
-def _slide_mpp(slide: WSI) -> tuple[float, float]:
+def require_mpp(slide: WSI) -> tuple[float, float]:
+    """The slide's (x, y) pixel size, or :class:`MissingMPPError` saying how to give it."""
     mpp = slide.mpp
     if mpp is None:
         raise MissingMPPError(
@@ -197,7 +198,7 @@ def make_tile_grid(
 ) -> TileGrid:
     """The tiles of ``slide`` inside ``scope`` with at least ``config.min_tissue_fraction`` tissue
     (all tiles in scope when ``tissue`` is None)."""
-    mpp = _slide_mpp(slide)
+    mpp = require_mpp(slide)
     width, height = slide.dimensions
     size = (config.tile_size * config.target_mpp / mpp[0], config.tile_size * config.target_mpp / mpp[1])
     step = config.tile_size - config.overlap

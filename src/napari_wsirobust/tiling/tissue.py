@@ -78,7 +78,7 @@ def read_overview(slide: WSI, config: TissueMaskConfig) -> tuple[np.ndarray, tup
     wanted = config.mask_mpp / max(mpp) if mpp is not None else max(width, height) / config.max_side
     wanted = max(wanted, 1.0)
     level = slide.best_level_for_downsample(wanted)
-    image = np.asarray(slide.levels[level].compute(scheduler="threads"))
+    image = np.asarray(slide.arrays[level])
     dx, dy = slide.level_downsample(level)
     factor = max(1, int(np.floor(wanted / max(dx, dy))))
     if factor > 1:  # block-average the rest of the way
