@@ -103,7 +103,9 @@ def _open_first(path: Path, backend: str) -> tuple[TileSource, list[str]]:
     failures: list[SlideError] = []
     for name in order:
         try:
-            return open_source(path, name), [f"{f.reason} ({n})" for n, f in zip(order, failures)]
+            return open_source(path, name), [
+                f"{n} could not open it ({f.reason})" for n, f in zip(order, failures)
+            ]
         except SlideError as exc:
             failures.append(exc)
     first = failures[0]
@@ -168,7 +170,7 @@ class WSI:
                 raise SlideReadError(
                     self.path, f"has a damaged header: level {i} states tiles of {tw} x {th} px"
                 )
-        self._notes: list[str] = [f"not opened by {n}" for n in fallback_notes]
+        self._notes: list[str] = list(fallback_notes)
         self._notes += list(source.info.notes)
         first = source.levels[0]
         channels = int(first.shape[2]) if len(first.shape) == 3 else 1
