@@ -299,8 +299,9 @@ class WSI:
         warnings.warn(
             MissingMPPWarning(
                 f"{self.path.name}: no usable pixel size (MPP) in the file; shown at 1 pixel = 1 "
-                "unit, so physical measurements and µm-based tiling are off. Set the MPP in the "
-                "Slide info dock, pass mpp=... in Python or --mpp on the command line."
+                "unit, so physical measurements and µm-based tiling are off. Set it in the Slide "
+                "info dock, the mpp column of a cohort CSV or the Train table, --mpp on the command "
+                "line or mpp=... in Python."
             ),
             stacklevel=3,
         )
