@@ -44,7 +44,8 @@ def generated_slide(width: int, height: int) -> Path:
 
 
 def jpeg2000_svs(cmu: Path) -> Path:
-    """The shared Aperio slide re-encoded with JPEG 2000 tiles (same size, tiles and description)."""
+    """The shared Aperio slide re-encoded with Aperio JPEG 2000 (RGB, compression 33005) tiles: same
+    size, tiles and description."""
     import tifffile
 
     path = WORK / "cmu-1-small-region-j2k.svs"
@@ -52,14 +53,15 @@ def jpeg2000_svs(cmu: Path) -> Path:
         with tifffile.TiffFile(cmu) as tf:
             page = tf.pages[0]
             image, description = page.asarray(), page.description
-        tifffile.imwrite(
+        tifffile.imwrite(  # Aperio's JPEG 2000 RGB compression; one description, so OpenSlide sees Aperio
             path,
             image,
             tile=(240, 240),
             photometric="rgb",
-            compression="jpeg2000",
+            compression=33005,
             compressionargs={"level": 70},
             description=description,
+            metadata=None,
         )
     return path
 
