@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _memory import PeakRSS  # noqa: E402
 from _report import machine_line, write_section  # noqa: E402
-from bench_reader import PeakRSS, generated_slide  # noqa: E402
+from bench_reader import generated_slide  # noqa: E402
 from napari_wsirobust.encoders import create_encoder  # noqa: E402
 from napari_wsirobust.features import embed_batch, embed_tiles, run_to_completion  # noqa: E402
 from napari_wsirobust.io import open_slide  # noqa: E402

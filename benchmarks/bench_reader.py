@@ -10,19 +10,17 @@ is disabled, so the figures compare decoding, not caching.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _memory import PeakRSS  # noqa: E402
 from _report import machine_line, write_section  # noqa: E402
 from napari_wsirobust.io import open_slide  # noqa: E402
 from napari_wsirobust.synthetic import SyntheticSlideSpec, TissueSpec, write_synthetic_slide  # noqa: E402
@@ -136,31 +134,6 @@ def time_regions(path: Path, level: int, size: tuple[int, int], n: int, seed: in
         "n": n,
         "backend": slide.backend,
     }
-
-
-class PeakRSS:
-    """Samples this process's resident memory every 5 ms in a background thread."""
-
-    def __init__(self) -> None:
-        self._proc = psutil.Process()
-        self.peak = self.baseline = self._proc.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-            time.sleep(0.005)
-
-    def __enter__(self) -> PeakRSS:
-        gc.collect()
-        self.baseline = self.peak = self._proc.memory_info().rss
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def pan_whole_slide(path: Path, viewport: tuple[int, int] = (1920, 1080)) -> dict[str, float]:

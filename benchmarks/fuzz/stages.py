@@ -4,7 +4,6 @@ never raises: what happened is an :class:`Outcome` (or a :class:`CliRun`)."""
 
 from __future__ import annotations
 
-import gc
 import io
 import os
 import sys
@@ -19,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _memory import PeakRSS  # noqa: E402
 
 PARTIAL, CLEAN, ERROR, CRASH, HANG = "partial", "clean", "error", "crash", "hang"
 MAX_TILES = 20
@@ -159,38 +160,12 @@ def exercise(path: Path, max_tiles: int = MAX_TILES) -> Outcome:
     return out
 
 
-class _PeakRSS:
-    """Peak resident memory of this process, sampled every 5 ms."""
-
-    def __init__(self) -> None:
-        self._proc = psutil.Process()
-        self.baseline = self.peak = self._proc.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-            time.sleep(0.005)
-
-    def __enter__(self) -> _PeakRSS:
-        gc.collect()
-        self.baseline = self.peak = self._proc.memory_info().rss
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._proc.memory_info().rss)
-
-
 def guarded(run: Callable[[], Outcome], timeout: float = TIMEOUT_S) -> Outcome:
     """``run()`` in a daemon thread with wall time and peak memory growth; a run that does not end
     within ``timeout`` seconds gives a ``hang`` outcome (its thread is left behind)."""
     box: list[Outcome] = []
     thread = threading.Thread(target=lambda: box.append(run()), daemon=True)
-    with _PeakRSS() as mem:
+    with PeakRSS() as mem:
         start = time.perf_counter()
         thread.start()
         thread.join(timeout)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SlideReadError
-from .source import LevelSpec, SourceInfo, TileSource
+from .source import LevelSpec, SourceInfo, TileSource, pil_associated_image
 
 DEFAULT_TILE = 512
 
@@ -79,10 +79,7 @@ class OpenSlideSource(TileSource):
                 self._slide = self._openslide.OpenSlide(str(self.path))
 
     def associated_image(self, name: str) -> np.ndarray:
-        images = self._slide.associated_images
-        if name not in images:
-            raise KeyError(f"{self.path.name} has no associated image {name!r}")
-        return np.asarray(images[name].convert("RGB"))
+        return pil_associated_image(self._slide.associated_images, self.path, name)
 
     def close(self) -> None:
         self._slide.close()

@@ -8,8 +8,10 @@ colour management, napari layers) is shared in :mod:`.level_array` and :mod:`.sl
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +49,13 @@ class SourceInfo:
     associated: list[str] = field(default_factory=list)
     storage: str = "tiled"  # "tiled" or "strips"
     notes: list[str] = field(default_factory=list)
+
+
+def pil_associated_image(images: Mapping[str, Any], path: Path, name: str) -> np.ndarray:
+    """RGB pixels of ``images[name]`` (a mapping of PIL images, as tiffslide and OpenSlide give)."""
+    if name not in images:
+        raise KeyError(f"{path.name} has no associated image {name!r}")
+    return np.asarray(images[name].convert("RGB"))
 
 
 class TileSource(ABC):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SlideReadError
-from .source import LevelSpec, SourceInfo, TileSource
+from .source import LevelSpec, SourceInfo, TileSource, pil_associated_image
 
 STRIP_CHUNK_BYTES = 16 * 2**20
 
@@ -203,10 +203,7 @@ class TiffSource(TileSource):
         return self._levels[level].read(row, col)
 
     def associated_image(self, name: str) -> np.ndarray:
-        images = self._slide.associated_images
-        if name not in images:
-            raise KeyError(f"{self.path.name} has no associated image {name!r}")
-        return np.asarray(images[name].convert("RGB"))
+        return pil_associated_image(self._slide.associated_images, self.path, name)
 
     def close(self) -> None:
         with contextlib.suppress(OSError, AttributeError):
