@@ -49,7 +49,7 @@ class SlideInfoWidget(Container):
         self._info_edit = TextEdit(value="", enabled=True)
         self._info_edit.native.setReadOnly(True)
         lines = self._info_edit.native.fontMetrics().lineSpacing()
-        self._info_edit.native.setFixedHeight(13 * lines + 12)  # the metadata's twelve lines, no more
+        self._info_edit.native.setFixedHeight(14 * lines + 12)  # twelve lines and a wrapped path, no more
         self._mpp_edit = FloatSpinBox(
             label="MPP override (µm/px)",
             value=0.5,
