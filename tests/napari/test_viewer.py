@@ -148,3 +148,23 @@ def test_viewer_opens_a_dicom_folder_as_multiscale_um_layer(make_napari_viewer, 
     assert tuple(layer.scale) == pytest.approx((0.499, 0.499))
     assert layer.metadata["wsirobust"]["backend"] == "wsidicom"
     assert "Backend: wsidicom" in SlideInfoWidget(viewer)._info_edit.value
+
+
+def test_viewer_shows_a_damaged_slide_and_refuses_a_truncated_one_clearly(
+    make_napari_viewer, shared_slides: Path, damaged_copy, tmp_path: Path
+) -> None:
+    from napari_wsirobust.io import DamagedTileWarning
+
+    viewer = make_napari_viewer()
+    damaged = damaged_copy(shared_slides / "cmu-1-small-region.svs", [5, 6])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (layer,) = viewer.open(str(damaged), plugin="napari-wsirobust")
+        tile = np.asarray(layer.data[0:240, 1200:1440]) if not layer.multiscale else None
+    assert tile is not None and (tile == 255).all()  # the damaged tile is blank glass
+    assert any(issubclass(w.category, DamagedTileWarning) for w in caught)
+    truncated = tmp_path / "incomplete.svs"
+    truncated.write_bytes((shared_slides / "cmu-1-small-region.svs").read_bytes()[:500_000])
+    with pytest.raises(Exception, match=r"incomplete\.svs: truncated: ends at 500,000 bytes"):
+        viewer.open(str(truncated), plugin="napari-wsirobust")
+    assert layer in viewer.layers and len(viewer.layers) == 1

@@ -2,7 +2,7 @@
 
 Putting a new overlay layer into napari blocks the event loop for one turn (its controls and vispy
 visuals: 68-82 ms in an instrumented run on 2 cores with software OpenGL) and the canvas paints right
-after it in the same turn; while the user drags the slide that turn shows as a stall of up to 218 ms
+after it in the same turn; while the user drags the slide that turn shows as a stall of up to 164 ms
 (``benchmarks/bench_responsiveness.py``, condition "layers go in while panning"). The widgets
 therefore hold such steps while the camera is moving and run them once it has been still for
 :data:`QUIET_MS` - the same thing map viewers do with labels and overlays. No Qt here: it
