@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .damage import DamagedTile, DamageLog, UnreadableRegionError
-from .source import LevelSpec, TileSource
+from .source import LevelSpec, TileSource, exception_summary
 
 DEFAULT_CACHE_BYTES = 64 * 2**20
 PARALLEL_FROM_TILES = 3
@@ -81,7 +81,11 @@ class TileReader:
                 if self._transform is not None:
                     tile = self._transform(tile)
             except Exception as exc:  # any decoder failure costs this tile only
-                reason = _describe(exc)
+                reason = (
+                    f"{type(exc).__name__}: {exception_summary(exc, 120)}"
+                    if str(exc).strip()
+                    else type(exc).__name__
+                )
         if reason is not None:
             self.damage.add(DamagedTile(level, row, col, self.spec(level).tile_box(row, col), reason))
             return self._blank(level, row, col), False
@@ -118,12 +122,6 @@ class TileReader:
             while self._cached > self._cache_bytes and self._cache:
                 _, old = self._cache.popitem(last=False)
                 self._cached -= old.nbytes
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    text = text if len(text) <= 120 else text[:117] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class _LazyLevel:

@@ -51,6 +51,14 @@ class SourceInfo:
     notes: list[str] = field(default_factory=list)
 
 
+def exception_summary(exc: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message, shortened to ``limit`` characters (its type when
+    it has no message), for one-sentence reasons."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def pil_associated_image(images: Mapping[str, Any], path: Path, name: str) -> np.ndarray:
     """RGB pixels of ``images[name]`` (a mapping of PIL images, as tiffslide and OpenSlide give)."""
     if name not in images:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SlideReadError
-from .source import LevelSpec, SourceInfo, TileSource, pil_associated_image
+from .source import LevelSpec, SourceInfo, TileSource, exception_summary, pil_associated_image
 
 STRIP_CHUNK_BYTES = 16 * 2**20
 
@@ -133,7 +133,7 @@ class TiffSource(TileSource):
         try:
             self._slide = tiffslide.TiffSlide(path)
         except Exception as exc:  # tifffile/tiffslide raise many types on foreign or damaged files
-            raise SlideReadError(path, f"not a readable TIFF-based slide ({_short(exc)})") from exc
+            raise SlideReadError(path, f"not a readable TIFF-based slide ({exception_summary(exc)})") from exc
         self._fd = os.open(path, os.O_RDONLY)
         try:
             self._levels = self._open_levels()
@@ -143,7 +143,9 @@ class TiffSource(TileSource):
             raise
         except Exception as exc:
             self.close()
-            raise SlideReadError(path, f"its pixel data cannot be located ({_short(exc)})") from exc
+            raise SlideReadError(
+                path, f"its pixel data cannot be located ({exception_summary(exc)})"
+            ) from exc
 
     def _open_levels(self) -> list[_SegmentLevel | _ZarrLevel]:
         import tifffile
@@ -209,8 +211,3 @@ class TiffSource(TileSource):
         with contextlib.suppress(OSError, AttributeError):
             os.close(self._fd)
         self._slide.close()
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
