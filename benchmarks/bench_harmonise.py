@@ -32,10 +32,9 @@ def main() -> int:
     args = parser.parse_args()
 
     from napari_wsirobust.encoders import create_encoder
-    from napari_wsirobust.features import FeatureCache, run_to_completion
+    from napari_wsirobust.features import FeatureCache, forget_in_memory, run_to_completion
     from napari_wsirobust.io import open_slide
     from napari_wsirobust.stain import Harmonisation, estimate_slide_profile
-    from napari_wsirobust.stain import harmonise as harmonise_module
     from napari_wsirobust.synthetic import SyntheticSlideSpec, TissueSpec, write_synthetic_slide
     from napari_wsirobust.tiling import Scope, TilingConfig, detect_tissue, make_tile_grid
 
@@ -57,10 +56,10 @@ def main() -> int:
         for i in range(args.repeats):
             for kind in ("plain", "harmonised"):
                 cache = FeatureCache(work / f"{kind}-{i}")
-                harmonise_module._PLANS.clear()  # the plan is estimated afresh each time
+                forget_in_memory()  # the plan is estimated afresh each time
                 start = time.perf_counter()
                 if kind == "harmonised":
-                    harmonise.plan_for(slide)
+                    cache.prep.plan(slide, harmonise)
                     times["plan"].append(time.perf_counter() - start)
                 run_to_completion(
                     cache.embed(slide, grid, encoder, harmonise=harmonise if kind != "plain" else None)

@@ -17,8 +17,10 @@ from .maps import (
     layer_metadata,
     tile_rectangles_um,
 )
+from .prepare import BackgroundPreparation, PrepRequest, prepare_slide
 from .progress import relay
 from .region import (
+    STAGES,
     AnalysisError,
     AnalysisProgress,
     AnalysisRequest,
@@ -27,16 +29,21 @@ from .region import (
     Resources,
     analyse_region,
     percentile_rank,
+    slide_plan,
+    slide_tissue,
     visible_rect_um,
 )
 
 __all__ = [
+    "STAGES",
     "AnalysisError",
     "AnalysisProgress",
     "AnalysisRequest",
+    "BackgroundPreparation",
     "LayerData",
     "METADATA_KEY",
     "NoTissueError",
+    "PrepRequest",
     "RegionAnalysis",
     "Resources",
     "analyse_region",
@@ -46,7 +53,10 @@ __all__ = [
     "grid_image",
     "layer_metadata",
     "percentile_rank",
+    "prepare_slide",
     "relay",
+    "slide_plan",
+    "slide_tissue",
     "tile_rectangles_um",
     "visible_rect_um",
     "write_geojson",

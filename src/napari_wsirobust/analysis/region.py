@@ -23,6 +23,7 @@ from ..features import (
     DEFAULT_MAX_UNREADABLE_SHARE,
     ExcludedTiles,
     FeatureCache,
+    SlidePrepStore,
     cache_key,
     check_unreadable_share,
     select_device,
@@ -30,12 +31,12 @@ from ..features import (
 )
 from ..io import WSI, open_slide
 from ..mil import BagPrediction, TrainedHead
+from ..stain import Harmonisation, SlidePlan
 from ..tiling import (
     Scope,
     TileGrid,
     TilingConfig,
     TissueMask,
-    detect_tissue,
     make_tile_grid,
     require_mpp,
 )
@@ -68,9 +69,12 @@ class AnalysisRequest:
     max_unreadable_share: float = DEFAULT_MAX_UNREADABLE_SHARE  # refuse above this share of damaged tiles
 
 
+STAGES = ("loading", "tissue", "plan", "embedding", "head")
+
+
 @dataclass(frozen=True)
 class AnalysisProgress:
-    stage: str  # "loading", "tiling", "harmonising", "embedding", "predicting"
+    stage: str  # one of STAGES
     done: int = 0
     total: int = 0
     message: str = ""
@@ -122,12 +126,12 @@ def percentile_rank(values: np.ndarray) -> np.ndarray:
 
 
 class Resources:
-    """Encoders, heads and tissue masks kept between runs (one analysis at a time uses them)."""
+    """Encoders and heads kept between runs (one analysis at a time uses them). Tissue masks and
+    harmonisation plans are kept by the feature cache's :class:`~napari_wsirobust.features.SlidePrepStore`."""
 
     def __init__(self) -> None:
         self._encoders: dict[tuple[str, str | None, str], TileEncoder] = {}
         self._heads: dict[tuple[str, float], TrainedHead] = {}
-        self._tissue: dict[tuple[str, tuple[float, float] | None], TissueMask] = {}
 
     def head(self, model_dir: str) -> TrainedHead:
         path = Path(model_dir)
@@ -149,12 +153,6 @@ class Resources:
                 name, weights, allow_hub=allow_hub, device=select_device(device)
             )
         return self._encoders[key]
-
-    def tissue(self, slide: WSI, mpp: tuple[float, float] | None) -> TissueMask:
-        key = (slide.content_id(), mpp, slide.metadata.color)
-        if key not in self._tissue:
-            self._tissue[key] = detect_tissue(slide)
-        return self._tissue[key]
 
 
 def _tiling_for(head: TrainedHead, encoder: TileEncoder) -> TilingConfig:
@@ -191,8 +189,7 @@ def analyse_region(
     with open_slide(request.slide_path, mpp=request.mpp, color=head.config.color) as slide:
         slide.require_rgb()
         require_mpp(slide)  # before the tissue mask: a slide without MPP is refused at once
-        yield AnalysisProgress("tiling", message="finding tissue")
-        tissue = resources.tissue(slide, request.mpp)
+        tissue = yield from slide_tissue(cache.prep, slide)
         grid = make_tile_grid(slide, tiling, request.scope, tissue)
         if len(grid) == 0:
             where = "the whole slide" if request.scope.kind == "whole" else "the chosen region"
@@ -206,9 +203,7 @@ def analyse_region(
         n_embedded = 0
         if cached is None:
             if harmonise is not None:
-                yield AnalysisProgress(
-                    "harmonising", message=f"matching the slide's colours to site {harmonise.site or '?'}"
-                )
+                yield from slide_plan(cache.prep, slide, harmonise)
             embedding = cache.embed(slide, grid, encoder, harmonise=harmonise, batch_size=request.batch_size)
             totals: list[int] = []
 
@@ -231,7 +226,7 @@ def analyse_region(
             raise NoTissueError(
                 f"{Path(request.slide_path).name}: {excluded.describe()}; nothing left to analyse"
             )
-        yield AnalysisProgress("predicting", len(grid), len(grid), "running the MIL head")
+        yield AnalysisProgress("head", len(grid), len(grid), "running the MIL head")
         prediction = head.predict(features, request.site)
         name = Path(request.slide_path).name
     return RegionAnalysis(
@@ -246,6 +241,33 @@ def analyse_region(
         features=features,
         excluded=excluded,
     )
+
+
+def slide_tissue(prep: SlidePrepStore, slide: WSI) -> Generator[AnalysisProgress, None, TissueMask]:
+    """The slide's tissue mask from ``prep``, saying whether it is found, awaited or at hand."""
+    state = prep.state(prep.tissue_key(slide))
+    message = {
+        "ready": "tissue map of this slide at hand",
+        "running": "waiting for the tissue map started in the background",
+        "missing": "finding tissue",
+    }[state]
+    yield AnalysisProgress("tissue", message=message)
+    return prep.tissue(slide)
+
+
+def slide_plan(
+    prep: SlidePrepStore, slide: WSI, harmonise: Harmonisation
+) -> Generator[AnalysisProgress, None, SlidePlan]:
+    """The slide's harmonisation plan from ``prep``, saying whether it is estimated, awaited or at hand."""
+    state = prep.state(prep.plan_key(slide, harmonise))
+    site = harmonise.site or "?"
+    message = {
+        "ready": f"matching the slide's colours to site {site}",
+        "running": "waiting for the slide's harmonisation plan started in the background",
+        "missing": f"estimating the slide's harmonisation plan (to site {site})",
+    }[state]
+    yield AnalysisProgress("plan", message=message)
+    return prep.plan(slide, harmonise)
 
 
 def visible_rect_um(

@@ -15,6 +15,7 @@ from .cohort import (
 )
 from .h5 import FeatureFileError, FeatureSet, read_feature_h5, write_feature_h5
 from .pipeline import EmbedProgress, embed_batch, embed_tiles, run_to_completion, select_device
+from .slide_prep import PrepState, SlidePrepStore, forget_in_memory
 from .unreadable import (
     DEFAULT_MAX_UNREADABLE_SHARE,
     ExcludedTiles,
@@ -31,6 +32,8 @@ __all__ = [
     "FeatureCache",
     "FeatureFileError",
     "FeatureSet",
+    "PrepState",
+    "SlidePrepStore",
     "TooManyUnreadableTilesError",
     "cache_key",
     "check_unreadable_share",
@@ -39,6 +42,7 @@ __all__ = [
     "embed_tiles",
     "encoder_for",
     "extract_cohort",
+    "forget_in_memory",
     "read_feature_h5",
     "run_to_completion",
     "select_device",

@@ -27,6 +27,7 @@ from ..stain import Harmonisation, ScannerAugmentation
 from ..tiling import TileGrid
 from .h5 import FeatureFileError, FeatureSet, read_feature_h5, write_feature_h5
 from .pipeline import EmbedProgress, embed_tiles
+from .slide_prep import SlidePrepStore
 
 CACHE_FORMAT = 1
 
@@ -62,10 +63,12 @@ def default_cache_dir() -> Path:
 
 
 class FeatureCache:
-    """Feature cache in ``root`` (default ``$WSIROBUST_CACHE_DIR`` or ~/.cache/...)."""
+    """Feature cache in ``root`` (default ``$WSIROBUST_CACHE_DIR`` or ~/.cache/...); ``prep`` keeps
+    the slides' tissue masks and harmonisation plans beside it."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_dir()
+        self.prep = SlidePrepStore(self.root / "slides")
 
     def path_for(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.h5"
@@ -117,7 +120,7 @@ class FeatureCache:
             raise ValueError("scanner-swapped views of harmonised tiles are not supported")
         key = cache_key(slide, grid, encoder, view, harmonise)
         if harmonise is not None:
-            embed_kwargs["transform"] = harmonise.for_slide(slide)
+            embed_kwargs["transform"] = harmonise.for_slide(slide, self.prep.plan(slide, harmonise))
         if view is not None:
             embed_kwargs["transform"] = view.for_slide(
                 slide.content_id(), float(grid.config.target_mpp), glass_rgb

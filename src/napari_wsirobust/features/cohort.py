@@ -26,7 +26,6 @@ from ..tiling import (
     TileGrid,
     TilingConfig,
     TissueMaskConfig,
-    detect_tissue,
     make_tile_grid,
     parse_mpp,
     require_mpp,
@@ -126,7 +125,7 @@ def slide_features(
     with open_slide(path, mpp=mpp, color=config.color) as slide:
         slide.require_rgb()
         require_mpp(slide)  # before the tissue mask: a slide without MPP is refused at once
-        tissue = detect_tissue(slide, config.tissue)
+        tissue = cache.prep.tissue(slide, config.tissue)
         grid = make_tile_grid(slide, _tiling_for(config, encoder), Scope.whole(), tissue)
         for view in views:
             features = cache.load_aligned(cache_key(slide, grid, encoder, view, harmonise), grid)

@@ -9,6 +9,7 @@ from .harmonise import (
     BLUR_SAMPLE_TILES,
     Harmonisation,
     HarmonisationError,
+    SlidePlan,
     choose_reference,
     reference_for_slides,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "HarmonisationError",
     "ProfileError",
     "ScannerAugmentation",
+    "SlidePlan",
     "StainProfile",
     "TileTransform",
     "VirtualScanner",

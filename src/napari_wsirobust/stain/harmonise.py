@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
@@ -37,6 +35,7 @@ from .profile import StainProfile
 
 if TYPE_CHECKING:
     from ..io import WSI
+    from ..tiling import TissueMask
 
 ALGORITHM_VERSION = 1
 BLUR_SAMPLE_TILES = 16
@@ -53,6 +52,20 @@ class SlidePlan:
 
     source: StainProfile
     blur_sigma_px: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source.to_dict(), "blur_sigma_px": self.blur_sigma_px}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SlidePlan:
+        """Read what :meth:`to_dict` wrote; a malformed entry raises :class:`HarmonisationError`."""
+        source = data.get("source")
+        if not isinstance(source, Mapping):
+            raise HarmonisationError("slide plan has no 'source' profile")
+        try:
+            return cls(profile_from_dict(source), float(data["blur_sigma_px"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise HarmonisationError(f"slide plan is malformed: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -84,52 +97,26 @@ class Harmonisation:
         ref = data.get("reference")
         if not isinstance(ref, Mapping):
             raise HarmonisationError("harmonisation entry has no 'reference' profile")
-        needed = {f.name for f in fields(StainProfile) if f.name != "jpeg_quality"}
-        missing = sorted(needed - set(ref))
-        if missing:
-            raise HarmonisationError(f"harmonisation reference lacks {', '.join(missing)}")
-        try:
-            reference = StainProfile(
-                hematoxylin_od=_floats(ref["hematoxylin_od"], 3),
-                eosin_od=_floats(ref["eosin_od"], 3),
-                background_rgb=_floats(ref["background_rgb"], 3),
-                concentration_p50=_floats(ref["concentration_p50"], 2),
-                concentration_p99=_floats(ref["concentration_p99"], 2),
-                sharpness=float(ref["sharpness"]),
-                n_pixels=int(ref["n_pixels"]),
-                jpeg_quality=None if ref.get("jpeg_quality") is None else int(ref["jpeg_quality"]),
-            )
-        except (TypeError, ValueError) as exc:
-            raise HarmonisationError(f"harmonisation reference is malformed: {exc}") from exc
-        return cls(reference, str(data.get("site", "")))
+        return cls(profile_from_dict(ref, "harmonisation reference"), str(data.get("site", "")))
 
-    def plan_for(self, slide: WSI) -> SlidePlan:
-        """The slide's plan (estimated once per slide and reference, then remembered)."""
-        key = (slide.content_id(), self.identity())
-        with _PLANS_LOCK:
-            plan = _PLANS.get(key)
-            if plan is not None:
-                _PLANS.move_to_end(key)
-                return plan
+    def plan_for(self, slide: WSI, tissue: TissueMask | None = None) -> SlidePlan:
+        """Estimate the slide's plan (from its tissue mask ``tissue``, detected when None). Callers
+        that see a slide more than once keep the plan: see ``features.SlidePrepStore``."""
         try:
-            plan = _plan_slide(slide, self.reference)
+            return _plan_slide(slide, self.reference, tissue)
         except HarmonisationError:
             raise
         except ValueError as exc:
             raise HarmonisationError(
                 f"{slide.path.name}: its colour profile cannot be estimated for harmonisation ({exc})"
             ) from exc
-        with _PLANS_LOCK:
-            _PLANS[key] = plan
-            while len(_PLANS) > 256:
-                _PLANS.popitem(last=False)
-        return plan
 
-    def for_slide(self, slide: WSI) -> TileTransform:
-        """The transform for every tile of ``slide`` (``transform(tile, row, col)`` -> tile)."""
+    def for_slide(self, slide: WSI, plan: SlidePlan | None = None) -> TileTransform:
+        """The transform for every tile of ``slide`` (``transform(tile, row, col)`` -> tile), with
+        the slide's ``plan`` (estimated here when None)."""
         from .transfer import transfer_tile
 
-        plan = self.plan_for(slide)
+        plan = plan if plan is not None else self.plan_for(slide)
         reference = self.reference
 
         def transform(tile: np.ndarray, _row: int, _col: int) -> np.ndarray:
@@ -144,8 +131,25 @@ class Harmonisation:
         return transform
 
 
-_PLANS: OrderedDict[tuple[str, str], SlidePlan] = OrderedDict()
-_PLANS_LOCK = threading.Lock()
+def profile_from_dict(data: Mapping[str, Any], what: str = "profile") -> StainProfile:
+    """A :class:`StainProfile` from its ``to_dict``; what is missing or malformed is named."""
+    needed = {f.name for f in fields(StainProfile) if f.name != "jpeg_quality"}
+    missing = sorted(needed - set(data))
+    if missing:
+        raise HarmonisationError(f"{what} lacks {', '.join(missing)}")
+    try:
+        return StainProfile(
+            hematoxylin_od=_floats(data["hematoxylin_od"], 3),
+            eosin_od=_floats(data["eosin_od"], 3),
+            background_rgb=_floats(data["background_rgb"], 3),
+            concentration_p50=_floats(data["concentration_p50"], 2),
+            concentration_p99=_floats(data["concentration_p99"], 2),
+            sharpness=float(data["sharpness"]),
+            n_pixels=int(data["n_pixels"]),
+            jpeg_quality=None if data.get("jpeg_quality") is None else int(data["jpeg_quality"]),
+        )
+    except (TypeError, ValueError) as exc:
+        raise HarmonisationError(f"{what} is malformed: {exc}") from exc
 
 
 def _floats(values: Any, n: int) -> tuple[float, ...]:
@@ -155,13 +159,14 @@ def _floats(values: Any, n: int) -> tuple[float, ...]:
     return out
 
 
-def _plan_slide(slide: WSI, reference: StainProfile) -> SlidePlan:
+def _plan_slide(slide: WSI, reference: StainProfile, tissue: TissueMask | None) -> SlidePlan:
     from ..tiling import TilingConfig, detect_tissue, make_tile_grid, read_readable_tiles
     from .profile import estimate_open_slide_profile
     from .transfer import matching_blur_sigma
 
-    source = estimate_open_slide_profile(slide, n_tiles=PROFILE_TILES)
-    grid = make_tile_grid(slide, TilingConfig(), tissue=detect_tissue(slide))
+    tissue = tissue if tissue is not None else detect_tissue(slide)
+    grid = make_tile_grid(slide, TilingConfig(), tissue=tissue)
+    source = estimate_open_slide_profile(slide, n_tiles=PROFILE_TILES, grid=grid)
     picks = np.unique(np.linspace(0, len(grid) - 1, min(len(grid), BLUR_SAMPLE_TILES)).astype(int))
     readable = read_readable_tiles(slide, grid, picks)
     if not readable:

@@ -25,6 +25,7 @@ from .jpeg import jpeg_quality_of_slide
 
 if TYPE_CHECKING:
     from ..io import WSI
+    from ..tiling import TileGrid
 
 
 @dataclass(frozen=True)
@@ -137,8 +138,11 @@ def estimate_slide_profile(
         return estimate_open_slide_profile(slide, n_tiles, seed)
 
 
-def estimate_open_slide_profile(slide: WSI, n_tiles: int = 48, seed: int = 0) -> StainProfile:
-    """:func:`estimate_slide_profile` of a slide already open (with its pixel size override, if any)."""
+def estimate_open_slide_profile(
+    slide: WSI, n_tiles: int = 48, seed: int = 0, grid: TileGrid | None = None
+) -> StainProfile:
+    """:func:`estimate_slide_profile` of a slide already open (with its pixel size override, if any);
+    ``grid``: its whole-slide tissue tiles at the default tiling, when already made."""
     from ..tiling import (
         TilingConfig,
         TissueMaskConfig,
@@ -151,7 +155,8 @@ def estimate_open_slide_profile(slide: WSI, n_tiles: int = 48, seed: int = 0) ->
     path = str(slide.path)
     overview, _ = read_overview(slide, TissueMaskConfig())
     background = estimate_background(np.asarray(overview)[..., :3])
-    grid = make_tile_grid(slide, TilingConfig(), tissue=detect_tissue(slide))
+    if grid is None:
+        grid = make_tile_grid(slide, TilingConfig(), tissue=detect_tissue(slide))
     if len(grid) == 0:
         raise ProfileError(f"{path}: no tissue tiles to estimate a stain profile from")
     picks = np.random.default_rng(seed).permutation(len(grid))[:n_tiles]

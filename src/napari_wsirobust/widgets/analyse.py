@@ -24,6 +24,8 @@ from napari.utils.notifications import show_error, show_info
 from ..analysis import (
     METADATA_KEY,
     AnalysisRequest,
+    BackgroundPreparation,
+    PrepRequest,
     RegionAnalysis,
     Resources,
     analyse_region,
@@ -67,6 +69,7 @@ class AnalyseWidget(WorkerDock):
         warm_up_layers()
         warm_up_glyphs(viewer)
         self._resources = Resources()
+        self._preparation = BackgroundPreparation(self._resources)
         self._results: dict[str, RegionAnalysis] = {}  # slide path -> latest analysis
         self._top_index = -1
 
@@ -100,6 +103,11 @@ class AnalyseWidget(WorkerDock):
         self._next.changed.connect(lambda _v=None: self.step_top_tile(+1))
         self._export.changed.connect(lambda _v=None: self.export(Path(str(self._export_dir.value))))
         MODELS.changed.connect(self._refresh_models)
+        # a slide's tissue map and harmonisation plan are made in the background once it is opened
+        self._slide.changed.connect(lambda _v=None: self.prepare(self._slide.value))
+        self._model.changed.connect(lambda _v=None: self.prepare(self._slide.value))
+        viewer.layers.events.inserted.connect(lambda event: self.prepare(event.value))
+        self.prepare(self._slide.value)
 
     # -- choices --------------------------------------------------------------------------------
     def _encoder_choices(self, _w: Any = None) -> list[str]:
@@ -123,6 +131,15 @@ class AnalyseWidget(WorkerDock):
         show_info(f"model {name!r} added")
 
     # -- running --------------------------------------------------------------------------------
+    def prepare(self, layer: Any) -> Any:
+        """Start the slide's per-slide work (tissue map; the plan for the chosen model) in the
+        background; returns the job, or None when ``layer`` is not a slide."""
+        meta = getattr(layer, "metadata", {}).get(LAYER_METADATA_KEY) if layer is not None else None
+        if not meta or not meta.get("path"):
+            return None
+        model = MODELS.path(self._model.value) if self._model.value is not None else None
+        return self._preparation.submit(PrepRequest(meta["path"], model, _override_mpp(meta)))
+
     def build_request(self) -> AnalysisRequest:
         """The request for the current choices (raises :class:`InputError` saying what is missing)."""
         layer = self._slide.value
@@ -131,14 +148,13 @@ class AnalyseWidget(WorkerDock):
         if self._model.value is None:
             raise InputError("Choose a MIL model (or add a saved model folder).")
         meta = layer.metadata[LAYER_METADATA_KEY]
-        mpp = (meta["mpp_x"], meta["mpp_y"]) if meta.get("mpp_source") == "override" else None
         encoder = None if self._encoder.value == OWN_ENCODER else self._encoder.value
         return AnalysisRequest(
             slide_path=meta["path"],
             model_dir=MODELS.path(self._model.value),
             scope=scope_for(self._viewer, self._scope.value, layer, self._shapes.value),
             encoder=encoder,
-            mpp=mpp,
+            mpp=_override_mpp(meta),
             device=self._device.value,
         )
 
@@ -279,3 +295,8 @@ class AnalyseWidget(WorkerDock):
             return []
         show_info(f"Exported {len(paths)} files to {folder}")
         return paths
+
+
+def _override_mpp(meta: dict[str, Any]) -> tuple[float, float] | None:
+    """The pixel size a slide layer's metadata overrides (set in the Slide info dock), else None."""
+    return (meta["mpp_x"], meta["mpp_y"]) if meta.get("mpp_source") == "override" else None
