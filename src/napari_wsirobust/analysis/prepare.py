@@ -1,5 +1,6 @@
-"""Per-slide work started in the background as soon as a slide is opened: its tissue mask and, for
-a model that harmonises tiles, its harmonisation plan (no Qt).
+"""Work started in the background as soon as a slide is opened: the chosen model and its encoder
+loaded, the slide's tissue mask and, for a model that harmonises tiles, its harmonisation plan
+(no Qt).
 
 They are computed into the feature cache's :class:`~napari_wsirobust.features.SlidePrepStore`, so
 the first analysis of the slide finds them ready (or waits for the one running, and says so).
@@ -29,11 +30,16 @@ class PrepRequest:
     model_dir: str | None = None  # None: the tissue mask only (no model chosen yet)
     mpp: tuple[float, float] | None = None
     cache_dir: str | None = None
+    encoder: str | None = None  # None: the model's own
+    device: str = "auto"
 
 
 def prepare_slide(request: PrepRequest, resources: Resources) -> None:
-    """Compute the slide's tissue mask and, when the model harmonises, its plan (both kept on disk)."""
+    """Load the model and its encoder into ``resources``, then compute the slide's tissue mask and,
+    when the model harmonises, its plan (both kept on disk)."""
     head = resources.head(request.model_dir) if request.model_dir else None
+    if head is not None:
+        resources.encoder(request.encoder or head.config.encoder_name, None, False, request.device)
     harmonise = head.harmonisation() if head is not None else None
     color = head.config.color if head is not None else "as-scanned"
     cache = FeatureCache(request.cache_dir)

@@ -9,6 +9,7 @@ embedded stay cached) returning a :class:`RegionAnalysis`.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -132,6 +133,7 @@ class Resources:
     def __init__(self) -> None:
         self._encoders: dict[tuple[str, str | None, str], TileEncoder] = {}
         self._heads: dict[tuple[str, float], TrainedHead] = {}
+        self._lock = threading.Lock()  # a background preparation may load them while an analysis asks
 
     def head(self, model_dir: str) -> TrainedHead:
         path = Path(model_dir)
@@ -139,20 +141,22 @@ class Resources:
             raise AnalysisError(f"model folder not found: {path}")
         stamp = max((p.stat().st_mtime for p in path.rglob("*") if p.is_file()), default=0.0)
         key = (str(path.resolve()), stamp)
-        if key not in self._heads:
-            try:
-                self._heads[key] = TrainedHead.load(path)
-            except (OSError, ValueError) as exc:
-                raise AnalysisError(f"cannot load the model in {path}: {exc}") from exc
-        return self._heads[key]
+        with self._lock:
+            if key not in self._heads:
+                try:
+                    self._heads[key] = TrainedHead.load(path)
+                except (OSError, ValueError) as exc:
+                    raise AnalysisError(f"cannot load the model in {path}: {exc}") from exc
+            return self._heads[key]
 
     def encoder(self, name: str, weights: str | None, allow_hub: bool, device: str) -> TileEncoder:
         key = (name, weights, device)
-        if key not in self._encoders:
-            self._encoders[key] = create_encoder(
-                name, weights, allow_hub=allow_hub, device=select_device(device)
-            )
-        return self._encoders[key]
+        with self._lock:
+            if key not in self._encoders:
+                self._encoders[key] = create_encoder(
+                    name, weights, allow_hub=allow_hub, device=select_device(device)
+                )
+            return self._encoders[key]
 
 
 def _tiling_for(head: TrainedHead, encoder: TileEncoder) -> TilingConfig:

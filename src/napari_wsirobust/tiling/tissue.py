@@ -9,6 +9,7 @@ is known).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,12 +107,14 @@ def _tissue_mask(
     """Mask, saturation threshold and glass RGB of an overview."""
     if rgb.ndim != 3 or rgb.shape[2] < 3:
         raise ValueError(f"tissue detection needs an RGB image, got shape {rgb.shape}")
+    if rgb.dtype != np.uint8:
+        raise ValueError(f"tissue detection needs an 8-bit RGB image, got {rgb.dtype}")
     rgb = rgb[..., :3]
-    sat = color.rgb2hsv(rgb)[..., 1]
+    sat, value = _saturation_value(rgb)
     # Ink, debris and pen marks are removed first so they cannot drag the thresholds.
-    artefact = _artefacts(rgb, config)
+    artefact = _artefacts(rgb, sat, value, config)
     glass = _glass_from(rgb, artefact)
-    od = np.clip(-np.log10(np.clip(rgb.astype(np.float64), 1, 255) / glass), 0, None).mean(axis=-1)
+    od = _mean_optical_density(rgb, glass)
     try:
         otsu = float(filters.threshold_otsu(sat[~artefact])) if (~artefact).any() else 1.0
     except ValueError:  # constant image
@@ -128,12 +131,47 @@ def _tissue_mask(
     return mask, threshold, glass
 
 
-def _artefacts(rgb: np.ndarray, config: TissueMaskConfig) -> np.ndarray:
+@functools.cache
+def _hsv_tables() -> tuple[np.ndarray, np.ndarray]:
+    """HSV saturation by (max, min) channel value and HSV value by max, each computed by
+    scikit-image's ``rgb2hsv`` itself: looking them up gives its results exactly, without
+    converting every pixel of the overview."""
+    levels = np.arange(256, dtype=np.uint8)
+    hi, lo = np.meshgrid(levels, levels, indexing="ij")
+    pairs = np.stack([hi, lo, lo], axis=-1)
+    saturation = color.rgb2hsv(pairs)[..., 1]
+    value = color.rgb2hsv(np.stack([levels] * 3, axis=-1)[None])[0, :, 2]
+    return saturation, value
+
+
+def _saturation_value(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """HSV saturation and value (0-1) of a uint8 RGB image, equal to ``rgb2hsv``'s."""
+    saturation, value = _hsv_tables()
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    hi, lo = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
+    return saturation[hi, lo], value[hi]
+
+
+def _mean_optical_density(rgb: np.ndarray, glass: np.ndarray) -> np.ndarray:
+    """Mean over channels of OD = -log10(I / glass), floored at 0 (I clipped to 1..255), per pixel
+    (each channel through a 256-entry table)."""
+    levels = np.clip(np.arange(256, dtype=np.float64), 1, 255)
+    tables = [np.clip(-np.log10(levels / glass[c]), 0, None) for c in range(3)]
+    return np.stack([tables[c][rgb[..., c]] for c in range(3)], axis=-1).mean(axis=-1)
+
+
+def _artefacts(
+    rgb: np.ndarray, saturation: np.ndarray, value: np.ndarray, config: TissueMaskConfig
+) -> np.ndarray:
     """Ink and debris (too dark) and, optionally, pen marks (saturated green/blue)."""
-    hsv = color.rgb2hsv(rgb[..., :3])
-    artefact = hsv[..., 2] <= config.max_dark_value
+    artefact = value <= config.max_dark_value
     if config.exclude_pen:
-        artefact |= (hsv[..., 0] * 360.0 > 70) & (hsv[..., 0] * 360.0 < 230) & (hsv[..., 1] > 0.25)
+        # a hue within 70-230 degrees needs green above red (red the largest: -60..60; blue the
+        # largest with red >= green: 240..300; red = green the largest: 60), so only those pixels
+        # are converted
+        candidates = (saturation > 0.25) & (rgb[..., 1] > rgb[..., 0])
+        hue = color.rgb2hsv(rgb[candidates])[..., 0] * 360.0 if candidates.any() else np.zeros(0)
+        artefact[candidates] |= (hue > 70) & (hue < 230)
     return artefact
 
 

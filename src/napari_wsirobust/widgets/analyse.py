@@ -105,7 +105,8 @@ class AnalyseWidget(WorkerDock):
         MODELS.changed.connect(self._refresh_models)
         # a slide's tissue map and harmonisation plan are made in the background once it is opened
         self._slide.changed.connect(lambda _v=None: self.prepare(self._slide.value))
-        self._model.changed.connect(lambda _v=None: self.prepare(self._slide.value))
+        for choice in (self._model, self._encoder, self._device):
+            choice.changed.connect(lambda _v=None: self.prepare(self._slide.value))
         viewer.layers.events.inserted.connect(lambda event: self.prepare(event.value))
         self.prepare(self._slide.value)
 
@@ -138,7 +139,9 @@ class AnalyseWidget(WorkerDock):
         if not meta or not meta.get("path"):
             return None
         model = MODELS.path(self._model.value) if self._model.value is not None else None
-        return self._preparation.submit(PrepRequest(meta["path"], model, _override_mpp(meta)))
+        encoder = None if self._encoder.value == OWN_ENCODER else self._encoder.value
+        request = PrepRequest(meta["path"], model, _override_mpp(meta), None, encoder, self._device.value)
+        return self._preparation.submit(request)
 
     def build_request(self) -> AnalysisRequest:
         """The request for the current choices (raises :class:`InputError` saying what is missing)."""
