@@ -11,7 +11,14 @@ from scipy import ndimage
 from skimage import color, filters, morphology
 
 from napari_wsirobust.io import open_slide
-from napari_wsirobust.tiling import TissueMaskConfig, read_overview
+from napari_wsirobust.tiling import (
+    Scope,
+    TilingConfig,
+    TissueMaskConfig,
+    detect_tissue,
+    make_tile_grid,
+    read_overview,
+)
 from napari_wsirobust.tiling import tissue as tissue_module
 from napari_wsirobust.tiling.tissue import tissue_mask_from_rgb
 
@@ -79,3 +86,28 @@ def test_pen_test_equals_the_full_conversion_on_every_colour() -> None:
 def test_non_8_bit_overviews_are_refused() -> None:
     with pytest.raises(ValueError, match="8-bit RGB"):
         tissue_mask_from_rgb(np.zeros((8, 8, 3), np.float64), pixel_area_um2=1.0)
+
+
+@pytest.mark.parametrize("mpp", [None, 0.37])
+@pytest.mark.parametrize(
+    "config",
+    [TilingConfig(), TilingConfig(target_mpp=0.7, min_tissue_fraction=0.1), TilingConfig(overlap=56)],
+    ids=["default", "coarser", "overlap"],
+)
+def test_grid_keeps_the_tiles_the_per_tile_fraction_keeps(
+    shared_slides: Path, tumour_slide: Path, mpp: float | None, config: TilingConfig
+) -> None:
+    for path in (shared_slides / "cmu-1-small-region.svs", tumour_slide):
+        with open_slide(path, mpp=mpp) as slide:
+            tissue = detect_tissue(slide)
+            grid = make_tile_grid(slide, config, Scope.whole(), tissue)
+        n_rows, n_cols = grid.grid_shape
+        rows, cols = (a.ravel() for a in np.mgrid[0:n_rows, 0:n_cols])
+        x0, y0 = cols * grid.stride_level0[0], rows * grid.stride_level0[1]
+        w, h = grid.tile_size_level0
+        exact = np.array([tissue.fraction_in(a, b, a + w, b + h) for a, b in zip(x0, y0)])
+        keep = exact >= config.min_tissue_fraction
+        assert keep.any()
+        np.testing.assert_array_equal(grid.rows, rows[keep])
+        np.testing.assert_array_equal(grid.cols, cols[keep])
+        np.testing.assert_allclose(grid.tissue_fraction, exact[keep], rtol=0, atol=1e-12)
