@@ -57,3 +57,29 @@ def test_combined_profile_and_refusals(same_tissue_three_scanners: dict[str, Pat
         estimate_stain_profile(np.full((20, 20, 3), 240, np.uint8))
     with pytest.raises(ValueError, match="no slide profiles"):
         combine_profiles([])
+
+
+def test_table_and_integer_paths_equal_the_float_formulas(shared_slides: Path) -> None:
+    """8-bit pixels take look-up tables (optical density) and integer arithmetic (glass colour):
+    exactly the figures of the float formulas."""
+    from napari_wsirobust.io import open_slide
+    from napari_wsirobust.stain.profile import estimate_background, optical_density
+    from napari_wsirobust.tiling import TissueMaskConfig, read_overview
+
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (97, 131, 3), dtype=np.uint8)]
+    images.append(np.clip(rng.normal(200, 30, (150, 170, 3)), 0, 255).astype(np.uint8))
+    for name in ("cmu-1-small-region.svs", "kidney-48-5.tif"):
+        with open_slide(shared_slides / name) as slide:
+            images.append(read_overview(slide, TissueMaskConfig(mask_mpp=2.0))[0][..., :3].copy())
+    for rgb in images:
+        px = rgb.reshape(-1, 3).astype(np.float64)
+        saturation = px.max(axis=1) - px.min(axis=1)
+        calm = px[saturation <= np.percentile(saturation, 50)]
+        bright = calm[calm.sum(axis=1) >= np.percentile(calm.sum(axis=1), 98)]
+        expected_glass = np.median(bright, axis=0)
+        np.testing.assert_array_equal(estimate_background(rgb), expected_glass)
+        np.testing.assert_array_equal(estimate_background(rgb.astype(np.float64)), expected_glass)
+        expected_od = -np.log10(np.clip(px + 1.0, 1.0, None) / (expected_glass + 1.0))
+        np.testing.assert_array_equal(optical_density(rgb.reshape(-1, 3), expected_glass), expected_od)
+        np.testing.assert_array_equal(optical_density(px, expected_glass), expected_od)
