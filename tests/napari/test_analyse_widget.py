@@ -273,3 +273,47 @@ def test_export_writes_geojson_csvs_and_png(qtbot, setup, tmp_path: Path) -> Non
         "tumour_B_view.png",
     ]
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_opened_slides_are_prepared_in_the_background(
+    qtbot, make_napari_viewer, analysis_slide: Path, tumour_slide: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The dock starts each slide's tissue map and harmonisation plan when it sees the slide (already
+    open, or opened later), keeps them on disk, and the analysis then finds them at hand."""
+    from napari_wsirobust.features import FeatureCache, forget_in_memory
+    from napari_wsirobust.io import open_slide
+    from napari_wsirobust.mil import TrainedHead
+    from napari_wsirobust.models import demo_model_dir
+
+    monkeypatch.setenv("WSIROBUST_CACHE_DIR", str(tmp_path / "cache"))
+    forget_in_memory()
+    viewer = make_napari_viewer()
+    (first,) = viewer.open(str(analysis_slide), plugin="napari-wsirobust")
+    widget = AnalyseWidget(viewer)
+    viewer.window.add_dock_widget(widget, area="right")
+    job = widget.prepare(first)
+    assert job is not None and job is widget.prepare(first)  # started when the dock saw the slide, once
+    qtbot.waitUntil(job.done, timeout=TIMEOUT_MS)
+    (second,) = viewer.open(str(tumour_slide), plugin="napari-wsirobust")
+    later = widget.prepare(second)  # started by the layer insertion: the same job comes back
+    qtbot.waitUntil(later.done, timeout=TIMEOUT_MS)
+    store = FeatureCache(tmp_path / "cache").prep
+    harmonise = TrainedHead.load(demo_model_dir()).harmonisation()
+    for path in (analysis_slide, tumour_slide):
+        with open_slide(path) as slide:
+            assert store.state(store.tissue_key(slide)) == "ready"
+            assert store.state(store.plan_key(slide, harmonise)) == "ready"
+    assert len(list((tmp_path / "cache" / "slides").rglob("*.npz"))) == 2
+    messages: list[str] = []
+    show_progress = widget._on_progress
+
+    def record(progress) -> None:  # type: ignore[no-untyped-def]
+        messages.append(progress.message)
+        show_progress(progress)
+
+    widget._on_progress = record  # the worker connects it when the run starts
+    _run(qtbot, widget)
+    assert widget.current_result() is not None
+    assert any("tissue map of this slide at hand" in m for m in messages), messages
+    assert widget.prepare(_analysis_layers(viewer)["attention"]) is None  # result layers are not slides
+    assert widget.prepare(None) is None
