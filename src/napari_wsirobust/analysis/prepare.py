@@ -11,6 +11,7 @@ the error to the user with its own message.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -54,9 +55,12 @@ def prepare_slide(request: PrepRequest, resources: Resources) -> None:
 class BackgroundPreparation:
     """Prepares slides one at a time in a background thread; each request is prepared once."""
 
-    def __init__(self, resources: Resources) -> None:
+    def __init__(self, resources: Resources, initializer: Callable[[], object] | None = None) -> None:
+        """``initializer`` runs first in the background thread (the docks lower its CPU priority)."""
         self._resources = resources
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wsirobust-prepare")
+        self._pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="wsirobust-prepare", initializer=initializer
+        )
         self._started: dict[PrepRequest, Future[None]] = {}
 
     def submit(self, request: PrepRequest) -> Future[None]:

@@ -31,7 +31,7 @@ from ..stain import Harmonisation, HarmonisationError, SlidePlan
 from ..tiling import TissueMask, TissueMaskConfig, detect_tissue
 
 PREP_FORMAT = 1
-MEMORY_ENTRIES = 32
+MEMORY_ENTRIES = 16
 PrepState = Literal["ready", "running", "missing"]
 T = TypeVar("T")
 DEFAULT_TISSUE = TissueMaskConfig()

@@ -36,6 +36,7 @@ from ..analysis import (
 )
 from ..errors import InputError, WsiRobustError
 from ..io import LAYER_METADATA_KEY
+from .jobs import lower_thread_priority
 from .layer_geometry import slide_origin_um
 from .model_list import MODELS
 from .result_layers import (
@@ -69,7 +70,7 @@ class AnalyseWidget(WorkerDock):
         warm_up_layers()
         warm_up_glyphs(viewer)
         self._resources = Resources()
-        self._preparation = BackgroundPreparation(self._resources)
+        self._preparation = BackgroundPreparation(self._resources, lower_thread_priority)
         self._results: dict[str, RegionAnalysis] = {}  # slide path -> latest analysis
         self._top_index = -1
 
