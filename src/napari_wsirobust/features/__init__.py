@@ -13,8 +13,16 @@ from .cohort import (
     slides_from_inputs,
     slides_with_mpp,
 )
+from .device_tiles import DeviceBatch, DeviceReadStats, DeviceTileReader, default_readers
 from .h5 import FeatureFileError, FeatureSet, read_feature_h5, write_feature_h5
-from .pipeline import EmbedProgress, embed_batch, embed_tiles, run_to_completion, select_device
+from .pipeline import (
+    EmbedProgress,
+    embed_batch,
+    embed_tiles,
+    encode_normalised,
+    run_to_completion,
+    select_device,
+)
 from .slide_prep import PrepState, SlidePrepStore, forget_in_memory
 from .unreadable import (
     DEFAULT_MAX_UNREADABLE_SHARE,
@@ -26,6 +34,9 @@ from .unreadable import (
 
 __all__ = [
     "DEFAULT_MAX_UNREADABLE_SHARE",
+    "DeviceBatch",
+    "DeviceReadStats",
+    "DeviceTileReader",
     "EmbedProgress",
     "ExcludedTiles",
     "ExtractConfig",
@@ -38,8 +49,10 @@ __all__ = [
     "cache_key",
     "check_unreadable_share",
     "default_cache_dir",
+    "default_readers",
     "embed_batch",
     "embed_tiles",
+    "encode_normalised",
     "encoder_for",
     "extract_cohort",
     "forget_in_memory",

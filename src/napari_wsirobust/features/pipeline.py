@@ -4,26 +4,34 @@
 and returns the (N, D) embeddings, so a test simply iterates it and a GUI wraps it in a napari
 ``thread_worker`` whose ``quit()`` stops it at the next batch. Tiles are read, decoded and resized in
 a thread pool at most ``prefetch`` batches ahead of the model, which bounds memory whatever the
-slide size.
+slide size. On a GPU the JPEG file tiles are decoded and resized there instead
+(:mod:`.device_tiles`), and each batch's model call is queued before the previous batch's result is
+collected, so the GPU never waits for the host.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..encoders import TileEncoder
 from ..errors import InputError
-from ..io import WSI, UnreadableRegionError
+from ..io import WSI
 from ..stain import TileTransform
-from ..tiling import TileGrid, read_tile
+from ..tiling import TileGrid
+from .device_tiles import DeviceBatch, DeviceReadStats, DeviceTileReader, default_readers, read_host_tiles
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -66,33 +74,53 @@ def autocast_for(device: torch.device) -> torch.autocast | nullcontext:
     return torch.autocast("cuda", dtype=dtype)
 
 
-def _read_batch(
-    slide: WSI, grid: TileGrid, indices: np.ndarray, transform: TileTransform | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(tiles, unreadable): a tile over a damaged file tile is left blank and flagged."""
-    tiles, unreadable = [], np.zeros(len(indices), bool)
-    for k, i in enumerate(indices):
-        try:
-            tile = read_tile(slide, grid, int(i), strict=True)
-        except UnreadableRegionError:
-            unreadable[k] = True
-            tile = np.full((grid.config.tile_size, grid.config.tile_size, 3), 255, np.uint8)
-        else:
-            if transform is not None:
-                tile = transform(tile, int(grid.rows[i]), int(grid.cols[i]))
-        tiles.append(tile)
-    return np.stack(tiles), unreadable
-
-
-def embed_batch(encoder: TileEncoder, tiles: np.ndarray, device: torch.device) -> np.ndarray:
-    """(B, S, S, 3) uint8 tiles -> (B, D) float32 embeddings."""
-    x = torch.from_numpy(tiles).to(device, non_blocking=True)
-    x = encoder.normalise(x)
-    if encoder.spec.is_cnn:
+def encode_normalised(model: nn.Module, x: torch.Tensor, device: torch.device, is_cnn: bool) -> torch.Tensor:
+    """(B, 3, S, S) normalised tiles on ``device`` -> (B, D) embeddings there (not synchronised):
+    channels-last for CNNs, inference mode, bf16/fp16 autocast on CUDA."""
+    if is_cnn:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), autocast_for(device):
-        out = encoder(x)
-    return out.float().cpu().numpy()
+        return model(x)
+
+
+def embed_batch(
+    encoder: TileEncoder, tiles: np.ndarray, device: torch.device, model: nn.Module | None = None
+) -> np.ndarray:
+    """(B, S, S, 3) uint8 tiles -> (B, D) float32 embeddings (through ``model``, e.g. the compiled
+    encoder, when given)."""
+    x = torch.from_numpy(tiles).to(device, non_blocking=True)
+    x = encoder.normalise(x)
+    return encode_normalised(model or encoder, x, device, encoder.spec.is_cnn).float().cpu().numpy()
+
+
+def _pipelined(
+    read: Callable[[np.ndarray], T], batches: list[np.ndarray], readers: int, prefetch: int
+) -> Generator[tuple[np.ndarray, T], None, None]:
+    """(indices, read(indices)) in order, read in ``readers`` threads at most ``prefetch`` batches
+    ahead; closing the generator drops queued reads and releases the threads."""
+    pending: deque[tuple[np.ndarray, Future[T]]] = deque()
+    pool = ThreadPoolExecutor(max_workers=max(1, readers), thread_name_prefix="wsirobust-read")
+    try:
+        next_batch = 0
+        for _ in batches:
+            while next_batch < len(batches) and len(pending) < prefetch + 1:
+                idx = batches[next_batch]
+                pending.append((idx, pool.submit(read, idx)))
+                next_batch += 1
+            idx, future = pending.popleft()
+            yield idx, future.result()
+    finally:  # cancelled or failed
+        for _, future in pending:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _model_for(encoder: TileEncoder, compile_model: bool) -> nn.Module:
+    """The encoder, or for a ViT with ``compile_model`` its ``torch.compile`` (compiled code is cached
+    by torch per architecture and batch shape, so later calls reuse it)."""
+    if not compile_model or encoder.spec.is_cnn:
+        return encoder
+    return torch.compile(encoder, dynamic=False)  # type: ignore[return-value]
 
 
 def embed_tiles(
@@ -101,49 +129,80 @@ def embed_tiles(
     encoder: TileEncoder,
     *,
     batch_size: int = 32,
-    readers: int = 2,
-    prefetch: int = 2,
+    readers: int | None = None,
+    prefetch: int | None = None,
     device: torch.device | None = None,
     transform: TileTransform | None = None,
+    decode_on_device: bool | None = None,
+    decode_tolerance: int = 1,
+    compile_model: bool = False,
+    device_stats: DeviceReadStats | None = None,
 ) -> Generator[EmbedProgress, None, np.ndarray]:
     """Embed every tile of ``grid``; yields progress per batch, returns (N, D) float32.
 
     ``transform(tile, row, col)`` (e.g. a scanner-swapped view) is applied to each tile after reading.
     A tile that overlaps a damaged file tile is not embedded: its row is NaN (see
-    :func:`split_unreadable`).
+    :func:`split_unreadable`). ``readers`` threads (default: the cores, capped) read up to
+    ``prefetch`` batches (default: ``readers``) ahead of the model.
+
+    ``decode_on_device`` (default: on for CUDA without ``transform``) decodes JPEG file tiles and
+    resizes on the device (:class:`DeviceTileReader`, same pixels as the CPU path; tiles it cannot
+    make fall back to the CPU, ``decode_tolerance`` is the decoder difference it accepts) and fills
+    ``device_stats`` when given. ``compile_model`` runs ViT encoders through ``torch.compile``; off by
+    default, as its speed-up has not been measured here.
     """
     if grid.config.tile_size != encoder.spec.input_size:
         raise InputError(
             f"tiles are {grid.config.tile_size} px but {encoder.spec.name} expects "
             f"{encoder.spec.input_size} px; tile with tile_size={encoder.spec.input_size}"
         )
-    device = device or next(encoder.parameters()).device
+    device = torch.device(device) if device is not None else next(encoder.parameters()).device
     n = len(grid)
     out = np.zeros((n, encoder.spec.embed_dim), np.float32)
     start = time.perf_counter()
     if n == 0:
         return out
+    on_device = (
+        decode_on_device if decode_on_device is not None else device.type == "cuda" and transform is None
+    )
+    readers = readers or default_readers()
+    read: Callable[[np.ndarray], Any]
+    if on_device:
+        reader = DeviceTileReader(
+            slide, grid, encoder, device, transform=transform, tolerance=decode_tolerance, stats=device_stats
+        )
+        read = reader.read
+    else:
+        read = partial(read_host_tiles, slide, grid, transform=transform)
+    model = _model_for(encoder, compile_model)
     batches = [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
-    pending: deque[tuple[np.ndarray, Future[tuple[np.ndarray, np.ndarray]]]] = deque()
-    pool = ThreadPoolExecutor(max_workers=max(1, readers), thread_name_prefix="wsirobust-read")
-    try:
-        next_batch = 0
-        done = 0
-        while done < n:
-            while next_batch < len(batches) and len(pending) < prefetch + 1:
-                idx = batches[next_batch]
-                pending.append((idx, pool.submit(_read_batch, slide, grid, idx, transform)))
-                next_batch += 1
-            idx, future = pending.popleft()
-            tiles, unreadable = future.result()
-            out[idx] = embed_batch(encoder, tiles, device)
-            out[idx[unreadable]] = np.nan
-            done += idx.size
-            yield EmbedProgress(done, n, time.perf_counter() - start)
-    finally:  # cancelled or failed: drop queued reads and release the threads
-        for _, future in pending:
-            future.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+    done = 0
+
+    def finish(idx: np.ndarray, unreadable: np.ndarray, y: np.ndarray | torch.Tensor) -> EmbedProgress:
+        nonlocal done
+        out[idx] = y if isinstance(y, np.ndarray) else y.float().cpu().numpy()
+        out[idx[unreadable]] = np.nan
+        done += idx.size
+        return EmbedProgress(done, n, time.perf_counter() - start)
+
+    with closing(_pipelined(read, batches, readers, prefetch or readers)) as reads:
+        waiting: tuple[np.ndarray, np.ndarray, torch.Tensor] | None = None
+        for idx, result in reads:
+            if isinstance(result, DeviceBatch):  # launch this batch, then collect the one before
+                y = encode_normalised(model, result.ready(), device, encoder.spec.is_cnn)
+                if waiting is not None:
+                    yield finish(*waiting)
+                waiting = (idx, result.unreadable, y)
+            else:
+                tiles, unreadable = result
+                y = (
+                    embed_batch(encoder, tiles, device)
+                    if model is encoder
+                    else embed_batch(encoder, tiles, device, model)
+                )
+                yield finish(idx, unreadable, y)
+        if waiting is not None:
+            yield finish(*waiting)
     return out
 
 

@@ -10,12 +10,14 @@ from .describe import format_metadata
 from .errors import MissingMPPWarning, NotASlideError, SlideError, SlideNotFoundError, SlideReadError
 from .geometry import grid_layer_transform, level0_to_world
 from .slide import LAYER_METADATA_KEY, PLAUSIBLE_MPP_RANGE, WSI, SlideMetadata, open_slide
+from .source import EncodedTile
 
 __all__ = [
     "BACKENDS",
     "COLOUR_MODES",
     "DamagedTile",
     "DamagedTileWarning",
+    "EncodedTile",
     "LAYER_METADATA_KEY",
     "MissingMPPWarning",
     "NotASlideError",

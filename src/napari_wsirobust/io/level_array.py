@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .damage import DamagedTile, DamageLog, UnreadableRegionError
-from .source import LevelSpec, TileSource, exception_summary
+from .source import EncodedTile, LevelSpec, TileSource, exception_summary
 
 DEFAULT_CACHE_BYTES = 64 * 2**20
 PARALLEL_FROM_TILES = 3
@@ -91,6 +91,20 @@ class TileReader:
             return self._blank(level, row, col), False
         self._remember(key, tile)
         return tile, True
+
+    def encoded_codec(self, level: int) -> str | None:
+        """The codec of ``level``'s stored tiles when they are offered encoded: never with a colour
+        transform, whose pixels only the decoded path gives."""
+        if self._transform is not None or not 0 <= level < len(self.source.levels):
+            return None
+        return self.source.encoded_codec(level)
+
+    def encoded(self, level: int, row: int, col: int) -> EncodedTile | None:
+        """Tile (row, col)'s stored stream, or None where only :meth:`tile` can say what it holds
+        (a tile already found damaged, or one the backend cannot give)."""
+        if self.encoded_codec(level) is None or self.damage.has(level, row, col):
+            return None
+        return self.source.encoded_tile(level, row, col)
 
     def _fit(self, level: int, row: int, col: int, tile: np.ndarray) -> np.ndarray:
         """The tile with the level's channels (alpha dropped) and exactly its box's size."""

@@ -30,7 +30,7 @@ from .damage import DamagedTile, DamageLog
 from .dicom_source import dicom_files_in
 from .errors import MissingMPPWarning, NotASlideError, SlideError, SlideReadError
 from .level_array import LevelArray, StridedLevel, TileReader
-from .source import TileSource
+from .source import EncodedTile, TileSource
 
 # Pixel sizes outside this range are not microscopy: 72/96/300 dpi defaults written by image
 # editors give 84-353 µm/px and are treated as missing.
@@ -393,6 +393,18 @@ class WSI:
         outside the slide is filled with ``fill``. Damaged file tiles read as blank background, or
         with ``strict`` raise :class:`~napari_wsirobust.io.UnreadableRegionError`."""
         return self._arrays[level].window(y0, y1, x0, x1, fill, strict)
+
+    def encoded_codec(self, level: int) -> str | None:
+        """The codec (``"jpeg"``) in which :meth:`encoded_tile` gives ``level``'s file tiles, or None
+        when it does not (another backend or codec, a strided virtual level, a colour transform)."""
+        return self._reader.encoded_codec(level)
+
+    def encoded_tile(self, level: int, row: int, col: int) -> EncodedTile | None:
+        """File tile (row, col) of ``level`` (a grid of ``arrays[level].tile``) as a standalone
+        encoded stream, to decode elsewhere (e.g. on a GPU). None when it is not offered or cannot be
+        read: read that tile through :meth:`read_level_window`, which blanks and reports a damaged
+        one as usual."""
+        return self._reader.encoded(level, row, col)
 
     def associated_image(self, name: str) -> np.ndarray:
         """An associated image (label, macro, thumbnail) as an RGB array."""

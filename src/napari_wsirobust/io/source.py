@@ -1,4 +1,5 @@
-"""What every slide backend provides: level shapes, file tiles decoded one at a time, metadata.
+"""What every slide backend provides: level shapes, file tiles decoded one at a time, metadata and,
+where the format allows, a file tile's stored bytes as a standalone stream (:class:`EncodedTile`).
 
 A backend (:mod:`.tiff_source`, :mod:`.openslide_source`, :mod:`.dicom_source`) knows how to open
 one kind of file and decode one stored tile; everything else (arrays, blank tiles for damaged data,
@@ -36,6 +37,20 @@ class LevelSpec:
         th, tw = self.tile
         y0, x0 = row * th, col * tw
         return x0, y0, min(x0 + tw, self.shape[1]), min(y0 + th, self.shape[0])
+
+
+@dataclass(frozen=True)
+class EncodedTile:
+    """The stored bytes of one file tile as a standalone stream that a standard decoder turns into the
+    pixels ``read_tile`` gives (within one grey level).
+
+    ``codec`` is ``"jpeg"`` (baseline, 8-bit, three components; JPEG tables and colour signalling
+    spliced in). The stream decodes to a whole file tile (``LevelSpec.tile``); crop it to
+    ``LevelSpec.tile_box`` at the level's edges.
+    """
+
+    codec: str
+    data: bytes
 
 
 @dataclass
@@ -84,6 +99,17 @@ class TileSource(ABC):
     def tile_problem(self, level: int, row: int, col: int) -> str | None:
         """Why tile (row, col) cannot be read, when that is known without decoding (e.g. its bytes
         lie past the end of the file); None otherwise."""
+        return None
+
+    def encoded_codec(self, level: int) -> str | None:
+        """The codec of ``level``'s file tiles when :meth:`encoded_tile` gives them, else None (the
+        default: this backend or level offers decoded tiles only)."""
+        return None
+
+    def encoded_tile(self, level: int, row: int, col: int) -> EncodedTile | None:
+        """Tile (row, col) of ``level`` as an :class:`EncodedTile`, or None: not offered for this
+        level, or the tile cannot be read (:meth:`tile_problem`, or bytes that are not a stream of
+        the codec), which decoding it through :meth:`read_tile` reports."""
         return None
 
     def associated_image(self, name: str) -> np.ndarray:

@@ -4,21 +4,68 @@ tiffslide reads the format's metadata and level layout; pixels are decoded strai
 with tifffile's per-segment decoder (one ``pread`` and one decode per file tile, no zarr or dask in
 between), which is what makes region reads as fast as the fastest reader. Levels tifffile cannot
 address tile by tile (NDPI, composited series, planar data) go through tiffslide's zarr store.
+
+Tiled JPEG levels also give each file tile's bytes as a standalone JPEG (:meth:`TiffSource.encoded_tile`,
+for decoding on a GPU): the page's JPEGTables are spliced in after the tile's SOI, and RGB-in-JPEG
+(Aperio SVS, which says so only in the TIFF photometric tag) gets an Adobe APP14 marker with
+transform 0, without which decoders assume YCbCr. Whether a level qualifies is decided from its tags
+when the slide opens and confirmed on first use by decoding one tile both ways.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import SlideReadError
-from .source import LevelSpec, SourceInfo, TileSource, exception_summary, pil_associated_image
+from .source import EncodedTile, LevelSpec, SourceInfo, TileSource, exception_summary, pil_associated_image
 
 STRIP_CHUNK_BYTES = 16 * 2**20
+JPEG = "jpeg"
+_SOI, _EOI = b"\xff\xd8", b"\xff\xd9"
+# APP14 "Adobe", version 100, no flags, transform 0: the three components are RGB, not YCbCr.
+_ADOBE_RGB = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
+_BASELINE_FRAMES = (0xC0, 0xC1)  # sequential, Huffman-coded: what batched GPU decoders take
+_JPEG_CHECK_TILES = 8
+
+
+def _jpeg_frame(stream: bytes) -> tuple[int, int, int] | None:
+    """(SOF marker, sample precision, components) of a JPEG stream, None when no frame header comes
+    before the first scan."""
+    i = 2
+    while i + 4 <= len(stream) and stream[i] == 0xFF:
+        marker = stream[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return (marker, stream[i + 4], stream[i + 9]) if i + 10 <= len(stream) else None
+        if marker == 0xDA:
+            return None
+        i += 2 + int.from_bytes(stream[i + 2 : i + 4], "big")
+    return None
+
+
+def _jpeg_prefix(page: Any) -> bytes | None:
+    """What goes between SOI and the rest of each tile of ``page`` to make it a standalone JPEG
+    (Adobe RGB marker, JPEG tables), or None when the page's tiles cannot be given as baseline RGB
+    or YCbCr JPEG streams."""
+    import tifffile
+
+    photometric = tifffile.PHOTOMETRIC
+    if page.compression != 7 or not page.is_tiled or page.samplesperpixel != 3:
+        return None
+    if page.bitspersample != 8 or page.photometric not in (photometric.RGB, photometric.YCBCR):
+        return None
+    tables = bytes(page.jpegtables or b"")
+    if tables and not (tables.startswith(_SOI) and tables.endswith(_EOI)):
+        return None
+    return (_ADOBE_RGB if page.photometric == photometric.RGB else b"") + tables[2:-2]
 
 
 def _as_float(value: Any) -> float | None:
@@ -39,6 +86,9 @@ class _SegmentLevel:
         self._offsets = page.dataoffsets
         self._counts = page.databytecounts
         self._shape = tuple(int(s) for s in page.shape)
+        self._jpeg_prefix = _jpeg_prefix(page)
+        self._jpeg_ok: bool | None = None  # confirmed on first use
+        self._jpeg_lock = threading.Lock()
         height, width = self._shape[:2]
         if page.is_tiled:
             th, tw = int(page.tilelength), int(page.tilewidth)
@@ -89,6 +139,50 @@ class _SegmentLevel:
         h, w = min(th, self._shape[0] - y0), min(tw, self._shape[1] - x0)
         out = out[:h, :w]
         return out if len(self._shape) == 3 else out[..., 0]
+
+    def encoded_codec(self) -> str | None:
+        if self._jpeg_prefix is None or self._jpeg_ok is False:
+            return None
+        if self._jpeg_ok:
+            return JPEG
+        with self._jpeg_lock:
+            if self._jpeg_ok is None:
+                self._jpeg_ok = self._check_jpeg()
+        return JPEG if self._jpeg_ok else None
+
+    def encoded(self, row: int, col: int) -> bytes | None:
+        """Tile (row, col) as a standalone JPEG, None when it has no readable stream."""
+        if self._jpeg_prefix is None or self.problem(row, col) is not None:
+            return None
+        index = self._segments(row, col)[0]
+        data = os.pread(self._fd, int(self._counts[index]), int(self._offsets[index]))
+        if len(data) < 4 or not data.startswith(_SOI):
+            return None
+        return data[:2] + self._jpeg_prefix + data[2:]
+
+    def _check_jpeg(self) -> bool:
+        """Whether the first readable tile is a baseline 8-bit RGB/YCbCr stream of a whole tile that
+        imagecodecs, left to the stream's own colour signalling, decodes to tifffile's pixels."""
+        import imagecodecs
+
+        rows, cols = -(-self._shape[0] // self.tile[0]), self._tiles_across
+        for k in range(min(_JPEG_CHECK_TILES, rows * cols)):
+            row, col = divmod(k, cols)
+            stream = self.encoded(row, col)
+            frame = None if stream is None else _jpeg_frame(stream)
+            if stream is None or frame is None:
+                continue
+            if frame[0] not in _BASELINE_FRAMES or frame[1:] != (8, 3):
+                return False
+            try:
+                mine, ref = imagecodecs.jpeg8_decode(stream), self.read(row, col)
+            except Exception:  # a damaged tile: judge by the next one
+                continue
+            if mine.shape != (*self.tile, 3) or ref.ndim != 3:
+                return False
+            h, w = ref.shape[:2]
+            return int(np.abs(mine[:h, :w].astype(np.int16) - ref).max()) <= 1
+        return False
 
 
 class _ZarrLevel:
@@ -203,6 +297,16 @@ class TiffSource(TileSource):
 
     def read_tile(self, level: int, row: int, col: int) -> np.ndarray:
         return self._levels[level].read(row, col)
+
+    def encoded_codec(self, level: int) -> str | None:
+        source = self._levels[level]
+        return source.encoded_codec() if isinstance(source, _SegmentLevel) else None
+
+    def encoded_tile(self, level: int, row: int, col: int) -> EncodedTile | None:
+        codec = self.encoded_codec(level)
+        source = self._levels[level]
+        data = source.encoded(row, col) if codec and isinstance(source, _SegmentLevel) else None
+        return None if data is None or codec is None else EncodedTile(codec, data)
 
     def associated_image(self, name: str) -> np.ndarray:
         return pil_associated_image(self._slide.associated_images, self.path, name)
