@@ -13,6 +13,7 @@ import zlib
 import numpy as np
 from scipy import ndimage
 
+from .fields import row_chunks
 from .profiles import ScannerProfile
 
 LN10 = float(np.log(10.0))
@@ -39,20 +40,33 @@ def concentrations_to_rgb(
 ) -> np.ndarray:
     """Render (H, W) concentrations to an (H - 2*margin, W, 3) uint8 RGB band.
 
-    ``margin`` rows at the top and bottom are context for the blur and are cropped away.
+    ``margin`` rows at the top and bottom are context for the blur and are cropped away. Only the
+    blurred light is held for the whole band; everything else happens a few rows at a time.
     """
-    stains = profile.stain_matrix  # (2, 3)
-    od = hema[..., None] * stains[0] + eosin[..., None] * stains[1]
-    background = np.asarray(profile.background_rgb, dtype=np.float32)
-    rgb = background * np.exp(-LN10 * od, dtype=np.float32)
+    light = transmitted_light(hema, eosin, profile)
     sigma = profile.blur_sigma_um / mpp
     if sigma > 0:
         for c in range(3):
-            rgb[..., c] = ndimage.gaussian_filter(rgb[..., c], sigma=sigma, mode="nearest")
-    if margin:
-        rgb = rgb[margin:-margin]
-    if profile.gamma != 1.0:
-        rgb = 255.0 * np.power(np.clip(rgb / 255.0, 0.0, 1.0), 1.0 / profile.gamma)
-    if rng is not None and profile.noise_sigma > 0:
-        rgb = rgb + rng.standard_normal(rgb.shape, dtype=np.float32) * profile.noise_sigma
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+            channel = light[..., c]
+            ndimage.gaussian_filter(channel, sigma=sigma, mode="nearest", output=channel)
+    rows, width = hema.shape[0] - 2 * margin, hema.shape[1]
+    out = np.empty((rows, width, 3), np.uint8)
+    for a, b in row_chunks(rows, 3 * width):
+        rgb = light[margin + a : margin + b]
+        if profile.gamma != 1.0:
+            rgb = 255.0 * np.power(np.clip(rgb / 255.0, 0.0, 1.0), 1.0 / profile.gamma)
+        if rng is not None and profile.noise_sigma > 0:  # drawn in row order: one stream per band
+            rgb = rgb + rng.standard_normal(rgb.shape, dtype=np.float32) * profile.noise_sigma
+        out[a:b] = np.clip(np.rint(rgb), 0, 255)
+    return out
+
+
+def transmitted_light(hema: np.ndarray, eosin: np.ndarray, profile: ScannerProfile) -> np.ndarray:
+    """(H, W, 3) float32 Beer-Lambert light I0 * 10**-OD of (H, W) H and E concentrations."""
+    stains = profile.stain_matrix  # (2, 3)
+    background = np.asarray(profile.background_rgb, dtype=np.float32)
+    light = np.empty((*hema.shape, 3), np.float32)
+    for a, b in row_chunks(hema.shape[0], 3 * hema.shape[1]):
+        od = hema[a:b, :, None] * stains[0] + eosin[a:b, :, None] * stains[1]
+        light[a:b] = background * np.exp(-LN10 * od, dtype=np.float32)
+    return light

@@ -14,7 +14,7 @@ from functools import cached_property
 import numpy as np
 
 from ..errors import InputError
-from .fields import sample_rows, smooth_noise, soft_threshold
+from .fields import fibre_texture, row_chunks, sample_rows, smooth_noise, soft_threshold
 
 FIELD_STEP_UM = 8.0  # physical size of one cell of the low-resolution layout fields
 FIBRE_STEP_UM = 2.0  # physical size of one cell of the stroma texture field
@@ -104,11 +104,7 @@ class TissueLayout:
         self.eosin_field = np.clip(0.30 + 0.07 * smooth_noise(rng, (fh, fw), 4.0), 0.12, 0.5)
         bh = max(2, int(np.ceil(spec.height / self.fibre_step)))
         bw = max(2, int(np.ceil(spec.width / self.fibre_step)))
-        along_x = smooth_noise(rng, (bh, bw), (0.7, 3.5))
-        along_y = smooth_noise(rng, (bh, bw), (3.5, 0.7))
-        mix = soft_threshold(smooth_noise(rng, (bh, bw), 12.0), 0.0, 1.5)
-        fibre = mix * along_x + (1 - mix) * along_y
-        self.fibre_field = np.clip(0.5 + 0.22 * fibre, 0.0, 1.0).astype(np.float32)
+        self.fibre_field = fibre_texture(rng, (bh, bw))
 
     # -- layout fields -------------------------------------------------------------------------
     def _tissue_field(self, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
@@ -210,7 +206,19 @@ class TissueLayout:
 
     # -- rendering ---------------------------------------------------------------------------------
     def render_band(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
-        """Haematoxylin and eosin concentrations for level-0 rows ``y0..y1`` (may exceed the slide)."""
+        """Haematoxylin and eosin concentrations for level-0 rows ``y0..y1`` (may exceed the slide).
+
+        The nuclei are drawn on the whole band, the smooth fields are sampled a few rows at a time.
+        """
+        hema = np.zeros((y1 - y0, self.spec.width), np.float32)  # the nuclei first, then haematoxylin
+        self._draw_nuclei(hema, self.nuclei_in_rows(y0, y1), y0)
+        eosin = np.empty_like(hema)
+        for a, b in row_chunks(y1 - y0, self.spec.width):
+            self._stain_rows(hema[a:b], eosin[a:b], y0 + a, y0 + b)
+        return hema, eosin
+
+    def _stain_rows(self, hema: np.ndarray, eosin: np.ndarray, y0: int, y1: int) -> None:
+        """Turn the nuclei in ``hema`` (rows ``y0..y1``) into H and E concentrations, in place."""
         w = self.spec.width
         step = self.field_step
         tissue = soft_threshold(sample_rows(self.tissue_field, step, y0, y1, w), 0.5, 6.0)
@@ -220,13 +228,10 @@ class TissueLayout:
         fibre = sample_rows(self.fibre_field, self.fibre_step, y0, y1, w)
         solid = tissue * (1.0 - lumen)
         atypia = self.spec.atypia
-        eosin = solid * eosin_base * (0.55 + 0.9 * fibre) * (1.0 - 0.3 * atypia * tumour)
-        hema = solid * (0.04 + 0.08 * atypia * tumour)
-        nuclei = np.zeros_like(hema)
-        self._draw_nuclei(nuclei, self.nuclei_in_rows(y0, y1), y0)
-        hema = np.maximum(hema, nuclei)
-        eosin *= 1.0 - 0.6 * np.clip(nuclei, 0.0, 1.0)
-        return hema.astype(np.float32), eosin.astype(np.float32)
+        stroma = solid * eosin_base * (0.55 + 0.9 * fibre) * (1.0 - 0.3 * atypia * tumour)
+        nuclei = hema
+        eosin[...] = stroma * (1.0 - 0.6 * np.clip(nuclei, 0.0, 1.0))
+        np.maximum(solid * (0.04 + 0.08 * atypia * tumour), nuclei, out=hema)
 
     @staticmethod
     def _draw_nuclei(canvas: np.ndarray, nuclei: np.ndarray, y0: int) -> None:
@@ -242,7 +247,8 @@ class TissueLayout:
             xa, xb = max(0, int(cx - reach)), min(w, int(cx + reach) + 2)
             if ya >= yb or xa >= xb:
                 continue
-            yy, xx = np.mgrid[ya:yb, xa:xb].astype(np.float32)
+            yy = np.arange(ya, yb, dtype=np.float32)[:, None]  # broadcast: same values as a grid
+            xx = np.arange(xa, xb, dtype=np.float32)[None, :]
             dy, dx = yy + 0.5 - cy, xx + 0.5 - cx
             ca, sa = np.cos(n["angle"]), np.sin(n["angle"])
             u = dx * ca + dy * sa

@@ -1,8 +1,9 @@
 """Write a tiled, JPEG-compressed pyramidal TIFF from horizontal bands, with bounded memory.
 
 Level 0 is streamed tile row by tile row straight from the band iterator; reduced levels (2x box
-downsampling) are accumulated at half resolution and written afterwards as SubIFDs, the layout
-tifffile and tiffslide read as a generic pyramid. The physical pixel size is stored in the standard
+downsampling, see ``spool``) are built from the same bands, parked in anonymous temporary files and
+written afterwards, tile row by tile row, as SubIFDs: the layout tifffile and tiffslide read as a
+generic pyramid. The physical pixel size is stored in the standard
 resolution tags (pixels per centimetre), which tiffslide turns into ``tiffslide.mpp-x/y``.
 """
 
@@ -15,14 +16,11 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from .spool import LevelSpool, downsample2
+
+__all__ = ["TILE", "downsample2", "level_count_for", "write_pyramid_from_bands"]
+
 TILE = 256
-
-
-def downsample2(image: np.ndarray) -> np.ndarray:
-    """2x2 box downsampling of an (H, W, C) uint8 image (odd edges are dropped)."""
-    h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
-    view = image[:h, :w].reshape(h // 2, 2, w // 2, 2, -1).astype(np.uint16)
-    return ((view.sum(axis=(1, 3)) + 2) // 4).astype(np.uint8)
 
 
 def level_count_for(width: int, height: int, min_levels: int = 3, smallest: int = 256) -> int:
@@ -63,62 +61,71 @@ def write_pyramid_from_bands(
     """Write a pyramidal TIFF whose level 0 is the concatenation of ``bands`` (each ``TILE`` rows
     tall except possibly the last, all ``width`` wide). Returns the (width, height) of each level.
 
-    The file is written to a temporary name and renamed, so a killed process never leaves a
-    truncated slide under the final name.
+    Memory stays at a few bands whatever the slide size: the reduced levels wait in anonymous
+    temporary files beside ``path`` (about ``width * height`` bytes of disk, 1.2 GB at
+    40000x30000). The file is written to a temporary name and renamed, so a killed process never
+    leaves a truncated slide under the final name.
     """
     path = Path(path)
-    n_levels = level_count_for(width, height, min_levels)
-    reduced: list[np.ndarray] = []
-    rows_seen = 0
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        with LevelSpool(level_count_for(width, height, min_levels) - 1, width, path.parent) as spool:
+            sizes = _write_levels(tmp, bands, width, height, mpp, jpeg_quality, description, spool)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+    return sizes
 
-    def level0_tiles() -> Iterator[np.ndarray]:
-        nonlocal rows_seen
-        for band in bands:
-            if band.shape[1] != width or band.shape[2] != 3:
-                raise ValueError(f"band of shape {band.shape} does not match width {width}")
-            rows_seen += band.shape[0]
-            if n_levels > 1:
-                reduced.append(downsample2(band))
-            yield from _tiles_of_band(band, width)
 
+def _write_levels(
+    tmp: Path,
+    bands: Iterable[np.ndarray],
+    width: int,
+    height: int,
+    mpp: float,
+    jpeg_quality: int,
+    description: str,
+    spool: LevelSpool,
+) -> list[tuple[int, int]]:
     common = dict(
         photometric="rgb",
-        tile=(TILE, TILE),
         compression="jpeg",
         compressionargs={"level": int(jpeg_quality)},
         resolutionunit="CENTIMETER",
         metadata=None,
+        tile=(TILE, TILE),
+        dtype=np.uint8,
     )
-    bigtiff = width * height * 3 > 2**31
-    tmp = path.with_name(path.name + ".partial")
     resolution = (1e4 / mpp, 1e4 / mpp)
-    with tifffile.TiffWriter(tmp, bigtiff=bigtiff) as tif:
+    levels = len(spool.widths)
+    with tifffile.TiffWriter(tmp, bigtiff=width * height * 3 > 2**31) as tif:
         tif.write(
-            level0_tiles(),
+            _level0_tiles(bands, width, spool),
             shape=(height, width, 3),
-            dtype=np.uint8,
-            subifds=n_levels - 1,
+            subifds=levels,
             description=description,
             resolution=resolution,
             software="napari-wsirobust synthetic",
             **common,
         )
-        if rows_seen != height:
-            raise ValueError(f"bands covered {rows_seen} rows, expected {height}")
-        sizes = [(width, height)]
-        if n_levels > 1:
-            level = np.concatenate(reduced, axis=0)
-            del reduced[:]
-            for k in range(1, n_levels):
-                if k > 1:
-                    level = downsample2(level)
-                scale = 2**k
-                tif.write(
-                    level,
-                    subfiletype=1,
-                    resolution=(resolution[0] / scale, resolution[1] / scale),
-                    **common,
-                )
-                sizes.append((level.shape[1], level.shape[0]))
-    os.replace(tmp, path)
-    return sizes
+        if spool.rows != height:
+            raise ValueError(f"bands covered {spool.rows} rows, expected {height}")
+        for k in range(1, levels + 1):
+            w, h = spool.widths[k - 1], spool.heights[k - 1]
+            tif.write(
+                (tile for band in spool.bands(k, TILE) for tile in _tiles_of_band(band, w)),
+                shape=(h, w, 3),
+                subfiletype=1,
+                resolution=(resolution[0] / 2**k, resolution[1] / 2**k),
+                **common,
+            )
+    return [(width, height), *zip(spool.widths, spool.heights)]
+
+
+def _level0_tiles(bands: Iterable[np.ndarray], width: int, spool: LevelSpool) -> Iterator[np.ndarray]:
+    for band in bands:
+        if band.shape[1] != width or band.shape[2] != 3:
+            raise ValueError(f"band of shape {band.shape} does not match width {width}")
+        spool.push(band)
+        yield from _tiles_of_band(band, width)
