@@ -1,8 +1,9 @@
 """First visible-region analysis of a gigapixel slide in napari: from the click on Analyse to the
 overlays in the viewer.
 
-A generated 40000x30000 slide (1.2 gigapixels, scanner B, tumour), the bundled demo head (it
-harmonises tiles, so the slide's tissue map and harmonisation plan are needed before the first tile).
+A generated 40000x30000 slide (1.2 gigapixels, tumour; the one ``bench_scaling.py`` uses), the
+bundled demo head (it harmonises tiles, so the slide's tissue map and harmonisation plan are needed
+before the first tile).
 Each measurement is one fresh viewer process: the slide opened, the Analyse dock added, the camera put
 on a tissue region showing a few tiles, then Analyse pressed and the time taken until the overlays are
 in. Conditions, alternated:
@@ -35,21 +36,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_line, write_section  # noqa: E402
+from bench_scaling import slide_for  # noqa: E402  (the same generated slides)
 
 WORK = Path(__file__).resolve().parent / "_work"
 VISIBLE_UM = (240.0, 340.0)  # (height, width) of the view: 2x3 tiles of 112 µm at most
 CONDITIONS = {"at-once": "new, click at once", "after-3s": "new, click after 3 s", "reopened": "reopened"}
-
-
-def ensure_slide(width: int, height: int) -> Path:
-    from napari_wsirobust.synthetic import SyntheticSlideSpec, TissueSpec, write_synthetic_slide
-
-    path = WORK / f"first_region_{width}x{height}.tiff"
-    if not path.exists():
-        WORK.mkdir(parents=True, exist_ok=True)
-        tissue = TissueSpec(seed=5, tumour=True, width=width, height=height, tumour_fraction=0.3)
-        write_synthetic_slide(SyntheticSlideSpec.make(tissue, "B"), path)
-    return path
 
 
 def tissue_centre_um(slide_path: Path, mpp: float) -> tuple[float, float]:
@@ -154,7 +145,7 @@ def main() -> int:
     parser.add_argument("--baseline-src", help="another source tree (its src/ folder) to run beside this one")
     parser.add_argument("--no-write", action="store_true", help="print only, leave BENCHMARKS.md alone")
     args = parser.parse_args()
-    slide = args.slide or ensure_slide(args.width, args.height)
+    slide = args.slide or slide_for(args.width, args.height)
     trees = {"this tree": None, **({"baseline": args.baseline_src} if args.baseline_src else {})}
     runs: dict[tuple[str, str], list[dict]] = {}
     for _ in range(args.rounds):  # alternated
@@ -180,8 +171,9 @@ def main() -> int:
         "## First visible-region analysis of a gigapixel slide\n\n"
         f"`xvfb-run -a .venv/bin/python benchmarks/bench_first_region.py"
         f"{' --baseline-src ' + args.baseline_src if args.baseline_src else ''}` on {machine_line()}. "
-        f"A generated {args.width}x{args.height} slide (scanner B, tumour, 0.5 µm/px), the bundled demo head "
-        "(harmonises tiles); one fresh napari process per measurement: slide opened, Analyse dock added, "
+        f"A generated {args.width}x{args.height} slide ({slide.name}, tumour, 0.5 µm/px), the bundled "
+        "demo head (harmonises tiles); one fresh napari process per measurement: slide opened, Analyse "
+        "dock added, "
         f"the camera on tissue showing about {VISIBLE_UM[1]:.0f}x{VISIBLE_UM[0]:.0f} µm, then Analyse "
         "pressed; seconds from the press until the overlays are in (analysis: until the worker is done; "
         "overlays: the layers put into the viewer after it). New: a fresh feature cache; "
