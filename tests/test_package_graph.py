@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "napari_wsirobust"
 
 # Bottom first. A package may import packages of lower layers only; the README's layout section draws it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("", "errors", "models", "_atomic", "_fingerprint", "_vispy"),  # "" is the top-level __init__
+    ("", "errors", "progress", "models", "_atomic", "_fingerprint", "_vispy"),  # "" is the top-level __init__
     ("synthetic",),
     ("io",),
     ("tiling",),
@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("diagnostics",),
     ("widgets", "benchmarking", "_reader", "_sample_data"),
     ("demo",),
+    ("cli_progress",),  # the command line's progress display, used by cli alone
     ("cli",),
 )
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

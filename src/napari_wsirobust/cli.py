@@ -1,4 +1,7 @@
-"""``wsirobust`` command line: the same compute API the widgets call."""
+"""``wsirobust`` command line: the same compute API the widgets call.
+
+Results go to standard output; progress of the long commands to standard error (bars on a terminal,
+plain lines otherwise, none with ``--quiet``; see :mod:`.cli_progress`)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,13 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cli_progress import ProgressDisplay
 from .errors import WsiRobustError, is_user_error, user_message
+
+
+def _display(args: argparse.Namespace) -> ProgressDisplay:
+    """The command's progress on standard error (nothing with ``--quiet``)."""
+    return ProgressDisplay(quiet=args.quiet)
 
 
 def _cmd_generate_cohort(args: argparse.Namespace) -> int:
@@ -30,7 +39,8 @@ def _cmd_generate_cohort(args: argparse.Namespace) -> int:
         print(f"cohort already complete: {Path(args.out) / 'cohort.csv'}")
         return 0
     start = time.perf_counter()
-    csv_path = generate_cohort(args.out, cfg, force=args.force)
+    with _display(args) as display:
+        csv_path = generate_cohort(args.out, cfg, force=args.force, progress=display)
     print(f"wrote {csv_path} in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -96,14 +106,20 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         color=args.color,
     )
     counts: dict[str, int] = {}
-    for r in extract_cohort(
-        paths, config, scheduler=args.scheduler, n_workers=args.workers, slide_mpp=slide_mpp
-    ):
-        counts[r.status] = counts.get(r.status, 0) + 1
-        line = f"{r.status:9s} {Path(r.slide).name}: {r.n_tiles} tiles in {r.seconds:.1f} s"
-        print(line if r.status != "failed" else f"{r.status:9s} {Path(r.slide).name}: {r.error}", flush=True)
-        if r.warning:
-            print(f"warning   {Path(r.slide).name}: {r.warning}", file=sys.stderr, flush=True)
+    with _display(args) as display:
+        for r in extract_cohort(
+            paths,
+            config,
+            scheduler=args.scheduler,
+            n_workers=args.workers,
+            slide_mpp=slide_mpp,
+            progress=display,
+        ):
+            counts[r.status] = counts.get(r.status, 0) + 1
+            line = f"{r.status:9s} {Path(r.slide).name}: {r.n_tiles} tiles in {r.seconds:.1f} s"
+            display.echo(line if r.status != "failed" else f"{r.status:9s} {Path(r.slide).name}: {r.error}")
+            if r.warning:
+                display.echo(f"warning   {Path(r.slide).name}: {r.warning}", file=sys.stderr)
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
     print(f"{len(paths)} slide(s): {summary}")
     return 1 if counts.get("failed") else 0
@@ -122,15 +138,15 @@ def _extract_config(args: argparse.Namespace, encoder: str):  # type: ignore[no-
     )
 
 
-def _print_progress(item: object) -> None:
+def _progress_line(item: object) -> str:
+    """A training step as printed on standard output: an epoch's losses, or a stage's message."""
     from .mil import EpochReport
 
     if isinstance(item, EpochReport):
         terms = " ".join(f"{k}={v:.3f}" for k, v in item.losses.items())
         mark = " *" if item.improved else ""
-        print(f"epoch {item.epoch:3d}/{item.n_epochs}  {terms}  val_auc={item.val_auc:.3f}{mark}", flush=True)
-    else:
-        print(getattr(item, "message", item), flush=True)
+        return f"epoch {item.epoch:3d}/{item.n_epochs}  {terms}  val_auc={item.val_auc:.3f}{mark}"
+    return str(getattr(item, "message", item))
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -146,10 +162,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = replace(TrainConfig(), epochs=args.epochs, seed=args.seed, losses=losses)
     extract = _extract_config(args, args.encoder)
     harmonise_to = args.harmonise if harmonised else None
-    job = train_cohort(
-        args.cohort, args.out, extract, config, workers=args.workers, harmonise_to=harmonise_to, mpp=args.mpp
-    )
-    result = drive(job, _print_progress)
+    with _display(args) as display:
+        job = train_cohort(
+            args.cohort,
+            args.out,
+            extract,
+            config,
+            workers=args.workers,
+            harmonise_to=harmonise_to,
+            mpp=args.mpp,
+            progress=display,
+        )
+        result = drive(job, lambda item: display.echo(_progress_line(item)))
     best = result.config.metrics
     print(
         f"saved {result.checkpoint_path} (best epoch {result.best_epoch}, "
@@ -171,7 +195,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     head = TrainedHead.load(args.model)
     slides, slide_mpp = _slides_and_mpp(args.slides, args.mpp)
     extract = extract_config_for(head, args.cache, args.device)
-    outcomes = drive(predict_slides(head, slides, extract, args.site, slide_mpp, args.max_unreadable))
+    with _display(args) as display:
+        job = predict_slides(
+            head, slides, extract, args.site, slide_mpp, args.max_unreadable, progress=display
+        )
+        outcomes = drive(job)
     ok = [o for o in outcomes if o.prediction is not None]
     for o in outcomes:
         if o.warning:
@@ -198,7 +226,11 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 
     splits = [s.strip() for s in args.splits.split(",")] if args.splits else None
     head = TrainedHead.load(args.model)
-    diag = drive(diagnose_cohort_csv(args.cohort, head, splits, args.cache, args.device, args.mpp))
+    with _display(args) as display:
+        job = diagnose_cohort_csv(
+            args.cohort, head, splits, args.cache, args.device, args.mpp, progress=display
+        )
+        diag = drive(job)
     paths = write_diagnostics(diag, args.out)
     print(
         f"{diag.n_slides} slides, {len(diag.sites)} sites (chance {diag.chance:.2f}): robustness index tiles "
@@ -223,7 +255,9 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 
     cohort = Path(args.cohort)
     out = args.out or cohort.with_name(f"{cohort.stem}_profiles.json")
-    path = drive(estimate_cohort_profiles(cohort, out, args.mpp), lambda p: print(p.message))
+    with _display(args) as display:
+        job = estimate_cohort_profiles(cohort, out, args.mpp, progress=display)
+        path = drive(job, lambda p: display.echo(p.message))
     print(f"wrote {path}")
     return 0
 
@@ -270,18 +304,18 @@ def _cmd_benchmark_shortcut(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    data = prepare(config)
     runs = []
-    for run in run_benchmark(data, config):
-        runs.append(run)
-        print(
-            f"{run['preset']:12s} seed {run['seed']}: AUC id {run['auc_id']:.3f} "
-            f"shifted {run['auc_shifted']:.3f} "
-            f"site {run['site_predictability']:.2f} (chance up to {run['probe_chance']:.2f}, "
-            f"var {run['site_variance']:.2f}) "
-            f"loc {run['localisation']:.3f}",
-            flush=True,
-        )
+    with _display(args) as display:
+        data = prepare(config, log=display.echo, progress=display)
+        for run in run_benchmark(data, config):
+            runs.append(run)
+            display.echo(
+                f"{run['preset']:12s} seed {run['seed']}: AUC id {run['auc_id']:.3f} "
+                f"shifted {run['auc_shifted']:.3f} "
+                f"site {run['site_predictability']:.2f} (chance up to {run['probe_chance']:.2f}, "
+                f"var {run['site_variance']:.2f}) "
+                f"loc {run['localisation']:.3f}"
+            )
     path = write_results(args.out, config, runs)
     table = markdown_table(summarise(runs), len(data.table.site_names))
     (Path(args.out) / "shortcut_benchmark.md").write_text(table)
@@ -303,6 +337,15 @@ def _add_rescan_options(p: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         help="per label, unlabelled patients scanned on every scanner (split 'reference', re-scans only)",
+    )
+
+
+def _add_quiet_option(p: argparse.ArgumentParser) -> None:
+    """``--quiet`` of the long commands."""
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress on standard error (results, warnings and errors still print)",
     )
 
 
@@ -374,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rescan_options(p)
     p.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
     p.add_argument("--force", action="store_true", help="regenerate even if present")
+    _add_quiet_option(p)
     p.set_defaults(func=_cmd_generate_cohort)
 
     p = sub.add_parser("generate-slide", help="generate one synthetic slide (any size)")
@@ -406,12 +450,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=2, help="LocalCluster processes (0: no Dask)")
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
+    _add_quiet_option(p)
     _add_mpp_option(p)
     _add_colour_option(p)
     p.set_defaults(func=_cmd_extract)
 
-    from .mil import AUTO_PRESET, LOSS_PRESETS
-
+    # (no import of .mil here: it loads torch, which every command would then pay for at start-up)
     p = sub.add_parser("train", help="train a robust MIL head on a cohort CSV")
     p.add_argument("cohort", help="CSV with path, label, scanner/site, patient, split columns")
     p.add_argument("--encoder", default="effnet-lite0-imagenet")
@@ -419,10 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model folder (safetensors + JSON, saved atomically)")
     p.add_argument(
         "--loss",
-        choices=[AUTO_PRESET, *sorted(LOSS_PRESETS)],
-        default=AUTO_PRESET,
-        help="loss configuration; auto: robust-site with --harmonise, else robust-paired when training "
-        "patients were re-scanned at another site, else robust-moment",
+        default="auto",
+        help="loss configuration: auto or a preset (plain, robust-moment, robust-paired, robust-site, ...; "
+        "an unknown name is refused with the list); auto: robust-site with --harmonise, else "
+        "robust-paired when training patients were re-scanned at another site, else robust-moment",
     )
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
@@ -438,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=None, help="feature cache folder (default: user cache)")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2, help="processes for feature extraction (0: in-process)")
+    _add_quiet_option(p)
     _add_mpp_option(p)
     _add_colour_option(p)
     p.set_defaults(func=_cmd_train)
@@ -457,6 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse a slide when more than this share of its tissue tiles overlap damaged file tiles "
         "(default 0.2); the rest are left out and listed",
     )
+    _add_quiet_option(p)
     _add_mpp_option(p)
     p.set_defaults(func=_cmd_predict)
 
@@ -467,6 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="diagnostics", help="folder for diagnostics.json, per_site.csv, projection.png"
     )
     p.add_argument("--splits", default=None, help="comma-separated splits to use (default: all slides)")
+    _add_quiet_option(p)
     p.add_argument("--cache", default=None, help="feature cache folder")
     p.add_argument("--device", default="auto")
     _add_mpp_option(p)
@@ -475,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("profiles", help="estimate a colour/stain profile per scanner/site of a cohort")
     p.add_argument("cohort", help="cohort CSV (path, label, site/scanner)")
     p.add_argument("--out", default=None, help="profiles JSON (default: COHORT_profiles.json beside the CSV)")
+    _add_quiet_option(p)
     _add_mpp_option(p)
     p.set_defaults(func=_cmd_profiles)
 
@@ -486,13 +534,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--presets",
         default=None,
-        help=f"comma-separated, from {','.join(LOSS_PRESETS)} (default: all that the cohort supports)",
+        help="comma-separated loss presets (default: all that the cohort supports)",
     )
     _add_rescan_options(p)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--small", action="store_true", help="smaller slides (a quick check, not the reference)")
+    _add_quiet_option(p)
     p.add_argument(
         "--harmonise",
         default=None,

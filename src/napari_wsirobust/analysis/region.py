@@ -22,6 +22,8 @@ from ..encoders import TileEncoder, create_encoder
 from ..errors import WsiRobustError
 from ..features import (
     DEFAULT_MAX_UNREADABLE_SHARE,
+    PLAN_MESSAGES,
+    TISSUE_MESSAGES,
     ExcludedTiles,
     FeatureCache,
     SlidePrepStore,
@@ -249,13 +251,7 @@ def analyse_region(
 
 def slide_tissue(prep: SlidePrepStore, slide: WSI) -> Generator[AnalysisProgress, None, TissueMask]:
     """The slide's tissue mask from ``prep``, saying whether it is found, awaited or at hand."""
-    state = prep.state(prep.tissue_key(slide))
-    message = {
-        "ready": "tissue map of this slide at hand",
-        "running": "waiting for the tissue map started in the background",
-        "missing": "finding tissue",
-    }[state]
-    yield AnalysisProgress("tissue", message=message)
+    yield AnalysisProgress("tissue", message=TISSUE_MESSAGES[prep.state(prep.tissue_key(slide))])
     return prep.tissue(slide)
 
 
@@ -263,14 +259,8 @@ def slide_plan(
     prep: SlidePrepStore, slide: WSI, harmonise: Harmonisation
 ) -> Generator[AnalysisProgress, None, SlidePlan]:
     """The slide's harmonisation plan from ``prep``, saying whether it is estimated, awaited or at hand."""
-    state = prep.state(prep.plan_key(slide, harmonise))
-    site = harmonise.site or "?"
-    message = {
-        "ready": f"matching the slide's colours to site {site}",
-        "running": "waiting for the slide's harmonisation plan started in the background",
-        "missing": f"estimating the slide's harmonisation plan (to site {site})",
-    }[state]
-    yield AnalysisProgress("plan", message=message)
+    message = PLAN_MESSAGES[prep.state(prep.plan_key(slide, harmonise))]
+    yield AnalysisProgress("plan", message=message.format(site=harmonise.site or "?"))
     return prep.plan(slide, harmonise)
 
 

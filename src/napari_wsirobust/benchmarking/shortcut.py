@@ -52,6 +52,7 @@ from ..mil import (
     site_variance_share,
     train_to_completion,
 )
+from ..progress import ProgressCallback
 from ..stain import ScannerAugmentation, reference_for_slides
 from ..synthetic import CohortConfig, generate_cohort
 
@@ -103,11 +104,17 @@ def usable_presets(cohort: CohortConfig, harmonised: bool = False) -> tuple[str,
     )
 
 
-def prepare(config: ShortcutConfig, log: Any = print) -> ShortcutData:
-    """Generate the cohort and embed it (both resumable and cached), then load the bags."""
+def prepare(
+    config: ShortcutConfig, log: Any = print, progress: ProgressCallback | None = None
+) -> ShortcutData:
+    """Generate the cohort and embed it (both resumable and cached), then load the bags. ``progress``
+    gets the per-slide records of both (:func:`~napari_wsirobust.synthetic.generate_cohort`, then
+    :func:`~napari_wsirobust.features.extract_cohort` once per batch of slides)."""
     work = Path(config.work_dir)
     start = time.perf_counter()
-    csv_path = generate_cohort(work / "cohort", replace(config.cohort, workers=config.workers))
+    csv_path = generate_cohort(
+        work / "cohort", replace(config.cohort, workers=config.workers), progress=progress
+    )
     log(f"cohort ready: {csv_path} ({time.perf_counter() - start:.0f} s)")
     table = read_cohort_table(csv_path)
     cache = config.cache_dir or str(work / "features")
@@ -124,7 +131,7 @@ def prepare(config: ShortcutConfig, log: Any = print) -> ShortcutData:
     for rows, cfg in ((trainable, with_views), (tests, plain)):
         failed = [
             r
-            for r in extract_cohort([r.path for r in rows], cfg, n_workers=config.workers)
+            for r in extract_cohort([r.path for r in rows], cfg, n_workers=config.workers, progress=progress)
             if r.status == "failed"
         ]
         if failed:

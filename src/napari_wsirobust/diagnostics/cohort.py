@@ -39,6 +39,7 @@ from ..mil import (
     site_probe_chance,
     site_variance_share,
 )
+from ..progress import FINISHED, ProgressCallback, report
 from .knn import robustness_index
 
 MAX_TILES = 4000
@@ -187,10 +188,12 @@ def diagnose_cohort_csv(
     cache_dir: str | None = None,
     device: str = "auto",
     mpp: float | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Generator[Any, None, CohortDiagnostics]:
     """Embed (cached) the slides of a cohort CSV (``splits``: only those) and diagnose them with
     ``head``; yields progress per slide. Unlabelled ``reference`` re-scans are left out. ``mpp``: the
-    pixel size (µm/px) of the slides whose ``mpp`` cell is blank (None: their files')."""
+    pixel size (µm/px) of the slides whose ``mpp`` cell is blank (None: their files'). ``progress``
+    gets each slide's stages (tissue, plan, embedding) and the run's ``finished`` count."""
     from ..analysis import AnalysisProgress
     from ..cohort import REFERENCE, CohortError, read_cohort_table
     from ..mil import extract_config_for, load_bags
@@ -201,8 +204,10 @@ def diagnose_cohort_csv(
         raise CohortError(f"{len(rows)} slide(s) in splits {splits}; need at least two to diagnose")
     extract = extract_config_for(head, cache_dir, device)
     bags: list[Bag] = []
+    report(progress, "", FINISHED, 0, len(rows))
     for i, row in enumerate(rows, 1):
-        bags += load_bags(table, [row], extract, views=())
+        bags += load_bags(table, [row], extract, views=(), progress=progress)
+        report(progress, Path(row.path).name, FINISHED, i, len(rows), message="embedded")
         yield AnalysisProgress("embedding", i, len(rows), f"features of {Path(row.path).name}")
     return diagnose_cohort(head, bags)
 

@@ -38,6 +38,7 @@ from ..errors import InputError
 from ..features import embed_tiles
 from ..io import open_slide
 from ..mil import BagPrediction
+from ..progress import FINISHED, PROFILE, ProgressCallback, report
 from ..stain import (
     BLUR_SAMPLE_TILES,  # the same blur calibration sample as harmonisation
     StainProfile,
@@ -205,16 +206,24 @@ def save_profiles(profiles: Mapping[str, StainProfile], path: str | Path) -> Pat
 
 
 def estimate_cohort_profiles(
-    cohort_csv: str | Path, out: str | Path, mpp: float | None = None
+    cohort_csv: str | Path,
+    out: str | Path,
+    mpp: float | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Generator[AnalysisProgress, None, Path]:
     """Profile every slide of a cohort CSV, pool them per site and save the JSON; yields per slide.
-    ``mpp``: the pixel size (µm/px) of the slides whose ``mpp`` cell is blank (None: their files')."""
+    ``mpp``: the pixel size (µm/px) of the slides whose ``mpp`` cell is blank (None: their files').
+    ``progress`` gets a ``profile`` record as each slide starts and the run's ``finished`` count."""
     from ..cohort import read_cohort_table
     from ..stain import combine_profiles
 
     table = read_cohort_table(cohort_csv, default_mpp=mpp)
     by_site: dict[str, list[StainProfile]] = {}
+    report(progress, "", FINISHED, 0, len(table))
     for i, row in enumerate(table.rows, 1):
+        name = Path(row.path).name
+        report(progress, name, PROFILE, message=f"estimating the colour profile ({row.site})")
         by_site.setdefault(row.site, []).append(estimate_slide_profile(row.path, seed=i, mpp=row.mpp))
+        report(progress, name, FINISHED, i, len(table), message="profiled")
         yield AnalysisProgress("profiling", i, len(table), f"profiled {Path(row.path).name} ({row.site})")
     return save_profiles({site: combine_profiles(p) for site, p in sorted(by_site.items())}, out)

@@ -23,7 +23,7 @@ from .pipeline import (
     run_to_completion,
     select_device,
 )
-from .slide_prep import PrepState, SlidePrepStore, forget_in_memory
+from .slide_prep import PLAN_MESSAGES, TISSUE_MESSAGES, PrepState, SlidePrepStore, forget_in_memory
 from .unreadable import (
     DEFAULT_MAX_UNREADABLE_SHARE,
     ExcludedTiles,
@@ -33,6 +33,8 @@ from .unreadable import (
 )
 
 __all__ = [
+    "PLAN_MESSAGES",
+    "TISSUE_MESSAGES",
     "DEFAULT_MAX_UNREADABLE_SHARE",
     "DeviceBatch",
     "DeviceReadStats",

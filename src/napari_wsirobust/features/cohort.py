@@ -5,13 +5,17 @@ existing scheduler (for example one started by dask-jobqueue on a cluster) to us
 Slides whose features are already cached are skipped, so an interrupted run resumes; a slide that
 fails is reported with its error and the others go on. A slide's pixel size override (``mpp``, µm/px,
 for files without one or with a wrong one) travels with its job.
+
+An optional ``progress`` callback receives :class:`~napari_wsirobust.progress.SlideProgress` records:
+each slide's stages (tissue, plan, embedding per batch) when it runs in this process, and one
+``finished`` record per slide however it ran (from worker processes, that is all that comes back).
 """
 
 from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -20,11 +24,14 @@ import numpy as np
 
 from ..encoders import TileEncoder
 from ..errors import InputError, user_message
+from ..io import WSI
+from ..progress import EMBEDDING, FINISHED, PLAN, TISSUE, ProgressCallback, report
 from ..stain import Harmonisation, ScannerAugmentation
 from ..tiling import (
     Scope,
     TileGrid,
     TilingConfig,
+    TissueMask,
     TissueMaskConfig,
     make_tile_grid,
     parse_mpp,
@@ -32,6 +39,8 @@ from ..tiling import (
 )
 from .cache import FeatureCache, cache_key, feature_attrs
 from .h5 import FeatureSet, write_feature_h5
+from .pipeline import EmbedProgress
+from .slide_prep import PLAN_MESSAGES, TISSUE_MESSAGES, SlidePrepStore
 from .unreadable import ExcludedTiles, split_unreadable
 
 
@@ -100,21 +109,57 @@ class SlideFeatures:
     excluded: ExcludedTiles | None = None  # tiles left out: they overlap damaged file tiles
 
 
+def _tissue_stage(
+    prep: SlidePrepStore, slide: WSI, config: TissueMaskConfig, progress: ProgressCallback | None, name: str
+) -> TissueMask:
+    """The slide's tissue mask from ``prep``, saying first whether it is found, awaited or at hand."""
+    state = prep.state(prep.tissue_key(slide, config))
+    report(progress, name, TISSUE, message=TISSUE_MESSAGES[state])
+    return prep.tissue(slide, config)
+
+
+def _plan_stage(
+    prep: SlidePrepStore, slide: WSI, harmonise: Harmonisation, progress: ProgressCallback | None, name: str
+) -> None:
+    """Compute (or wait for, or take) the slide's harmonisation plan, saying first which."""
+    state = prep.state(prep.plan_key(slide, harmonise))
+    message = PLAN_MESSAGES[state].format(site=harmonise.site or "?")
+    report(progress, name, PLAN, message=message)
+    prep.plan(slide, harmonise)
+
+
+def _embedded(
+    embedding: Generator[EmbedProgress, None, np.ndarray],
+    progress: ProgressCallback | None,
+    name: str,
+    message: str,
+) -> np.ndarray:
+    """Drive ``embedding`` to its features, passing each batch on as an ``embedding`` record."""
+    while True:
+        try:
+            step = next(embedding)
+        except StopIteration as stop:
+            return stop.value
+        report(progress, name, EMBEDDING, step.done, step.total, step.elapsed_s, message)
+
+
 def slide_features(
     path: str,
     config: ExtractConfig,
     views: tuple[ScannerAugmentation | None, ...] = (None,),
     embed: bool = True,
     mpp: float | None = None,
+    progress: ProgressCallback | None = None,
 ) -> list[SlideFeatures] | None:
     """Whole-slide features of one slide, one :class:`SlideFeatures` per entry of ``views`` (None:
     the slide as scanned, or harmonised with ``config.harmonise``), from the cache; missing tiles are
     embedded when ``embed``, otherwise None is returned unless everything is cached. The slide is
     opened (with the pixel size ``mpp`` µm/px replacing its file's, when given) and tiled once.
-    Raises on unreadable slides."""
+    ``progress`` gets the slide's ``tissue``, ``plan`` (harmonised tiles to embed) and ``embedding``
+    records. Raises on unreadable slides."""
     from ..io import open_slide
-    from .pipeline import run_to_completion
 
+    name = Path(path).name
     harmonise = config.harmonise
     if harmonise is not None and any(v is not None for v in views):
         raise ValueError("scanner-swapped views of harmonised slides are not supported")
@@ -125,25 +170,31 @@ def slide_features(
     with open_slide(path, mpp=mpp, color=config.color) as slide:
         slide.require_rgb()
         require_mpp(slide)  # before the tissue mask: a slide without MPP is refused at once
-        tissue = cache.prep.tissue(slide, config.tissue)
+        tissue = _tissue_stage(cache.prep, slide, config.tissue, progress, name)
         grid = make_tile_grid(slide, _tiling_for(config, encoder), Scope.whole(), tissue)
-        for view in views:
+        for k, view in enumerate(views):
+            message = f"scanner-swapped view {k}" if view is not None else ""
             features = cache.load_aligned(cache_key(slide, grid, encoder, view, harmonise), grid)
             from_cache = features is not None
-            if features is None:
+            if features is not None:
+                n = len(grid)
+                cached = "features in the cache" + (f" ({message})" if message else "")
+                report(progress, name, EMBEDDING, n, n, message=cached)
+            else:
                 if not embed:
                     return None
-                features = run_to_completion(
-                    cache.embed(
-                        slide,
-                        grid,
-                        encoder,
-                        view,
-                        tissue.glass_rgb,
-                        harmonise=harmonise,
-                        batch_size=config.batch_size,
-                    )
+                if harmonise is not None:  # its own stage; cache.embed then finds the plan kept
+                    _plan_stage(cache.prep, slide, harmonise, progress, name)
+                embedding = cache.embed(
+                    slide,
+                    grid,
+                    encoder,
+                    view,
+                    tissue.glass_rgb,
+                    harmonise=harmonise,
+                    batch_size=config.batch_size,
                 )
+                features = _embedded(embedding, progress, name, message)
             view_id = view.identity() if view is not None else ""
             readable, kept, excluded = split_unreadable(grid, features)
             out.append(
@@ -154,13 +205,16 @@ def slide_features(
     return out
 
 
-def extract_one(path: str, config: ExtractConfig, mpp: float | None = None) -> SlideResult:
+def extract_one(
+    path: str, config: ExtractConfig, mpp: float | None = None, progress: ProgressCallback | None = None
+) -> SlideResult:
     """Embed one slide (and its scanner-swapped ``config.views``) into the cache, read with the pixel
-    size ``mpp`` when given; never raises (errors come back in the result)."""
+    size ``mpp`` when given; never raises (errors come back in the result). ``progress``: as for
+    :func:`slide_features`."""
     start = time.perf_counter()
     views = (None, *config.views)
     try:
-        result = slide_features(path, config, views, mpp=mpp)
+        result = slide_features(path, config, views, mpp=mpp, progress=progress)
         assert result is not None
         cached = all(r.from_cache for r in result)
         plain = result[0]
@@ -230,19 +284,36 @@ def extract_cohort(
     scheduler: str | None = None,
     n_workers: int = 2,
     slide_mpp: Mapping[str, float] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Iterator[SlideResult]:
     """Yield one :class:`SlideResult` per slide as they finish.
 
     ``scheduler``: address of a running Dask scheduler; otherwise a ``LocalCluster`` with
     ``n_workers`` processes. ``n_workers=0`` runs in this process without Dask. ``slide_mpp``: pixel
     size overrides (µm/px) by slide path, sent with each slide's job; other slides use their files'.
+    ``progress`` gets a ``finished`` record when the run starts (0 of n) and per slide (its status as
+    the message); each slide's stages only when it runs in this process (``n_workers=0``).
     """
     if not paths:
         return
     mpps = [(slide_mpp or {}).get(path) for path in paths]
+    report(progress, "", FINISHED, 0, len(paths))
+    for i, result in enumerate(_extract_all(paths, config, mpps, scheduler, n_workers, progress), 1):
+        report(progress, Path(result.slide).name, FINISHED, i, len(paths), result.seconds, result.status)
+        yield result
+
+
+def _extract_all(
+    paths: Sequence[str],
+    config: ExtractConfig,
+    mpps: list[float | None],
+    scheduler: str | None,
+    n_workers: int,
+    progress: ProgressCallback | None,
+) -> Iterator[SlideResult]:
     if scheduler is None and n_workers == 0:
         for path, mpp in zip(paths, mpps):
-            yield extract_one(path, config, mpp)
+            yield extract_one(path, config, mpp, progress)
         return
     from distributed import Client, LocalCluster, as_completed
 

@@ -36,6 +36,17 @@ PrepState = Literal["ready", "running", "missing"]
 T = TypeVar("T")
 DEFAULT_TISSUE = TissueMaskConfig()
 
+TISSUE_MESSAGES: dict[PrepState, str] = {  # what the tissue stage says it does, by the entry's state
+    "ready": "tissue map of this slide at hand",
+    "running": "waiting for the tissue map started in the background",
+    "missing": "finding tissue",
+}
+PLAN_MESSAGES: dict[PrepState, str] = {  # the same for the harmonisation plan ({site}: its reference)
+    "ready": "matching the slide's colours to site {site}",
+    "running": "waiting for the slide's harmonisation plan started in the background",
+    "missing": "estimating the slide's harmonisation plan (to site {site})",
+}
+
 _memory: OrderedDict[str, object] = OrderedDict()
 _running: dict[str, Future[object]] = {}
 _lock = threading.Lock()

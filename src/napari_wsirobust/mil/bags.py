@@ -9,6 +9,7 @@ import numpy as np
 
 from ..cohort import REFERENCE, CohortError, CohortRow, CohortTable
 from ..features import ExtractConfig, slide_features
+from ..progress import ProgressCallback
 from ..stain import ScannerAugmentation
 from ..tiling import TileGrid
 
@@ -46,15 +47,17 @@ def load_bags(
     extract: ExtractConfig,
     views: tuple[ScannerAugmentation, ...] | None = None,
     with_ground_truth: bool = True,
+    progress: ProgressCallback | None = None,
 ) -> list[Bag]:
     """Bags for ``rows``: features from the cache (embedding what is missing; each slide read with
-    its row's ``mpp`` when set), and those of the scanner-swapped ``views`` (default: ``extract.views``).
+    its row's ``mpp`` when set), and those of the scanner-swapped ``views`` (default: ``extract.views``);
+    ``progress`` gets each slide's stages.
 
     A slide without tissue tiles is refused with its name: it cannot be a training example."""
     views = extract.views if views is None else views
     bags: list[Bag] = []
     for r in rows:
-        feats = slide_features(r.path, extract, (None, *views), mpp=r.mpp)
+        feats = slide_features(r.path, extract, (None, *views), mpp=r.mpp, progress=progress)
         assert feats is not None
         plain = feats[0]
         if len(plain.features) == 0:

@@ -1,7 +1,8 @@
 """End-to-end workflows over a cohort CSV: train a head, predict slides (the CLI and widgets call these).
 
 Both are generators of progress so a GUI can show and cancel them; :func:`drive` runs one to the
-end for scripts.
+end for scripts. Each also takes an optional ``progress`` callback for the per-slide records of
+:mod:`napari_wsirobust.progress` (a slide's stages, and the run's count of finished slides).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ..features import (
     extract_cohort,
     slide_features,
 )
+from ..progress import FINISHED, HEAD, ProgressCallback, SlideProgress, report
 from ..stain import HarmonisationError, ScannerAugmentation, reference_for_slides
 from .bags import Bag, load_bags
 from .metrics import auc_ovr, balanced_accuracy
@@ -72,13 +74,15 @@ def train_cohort(
     workers: int = 2,
     harmonise_to: str | None = None,
     mpp: float | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Generator[Stage | EpochReport, None, TrainResult]:
     """Embed the cohort (cached; scanner-swapped views of train/val slides when the losses need
     them, harmonised tiles with ``harmonise_to``), train, and save the best head to ``model_dir``
-    whenever it improves. ``mpp``: the pixel size (µm/px) of the slides whose ``mpp`` cell is blank."""
+    whenever it improves. ``mpp``: the pixel size (µm/px) of the slides whose ``mpp`` cell is blank.
+    ``progress``: the embedding's per-slide records (see :func:`train_table`)."""
     table = read_cohort_table(cohort_csv, default_mpp=mpp)
     run = yield from train_table(
-        table, model_dir, extract, config, n_views, workers, harmonise_to=harmonise_to
+        table, model_dir, extract, config, n_views, workers, harmonise_to=harmonise_to, progress=progress
     )
     assert run.result is not None
     return run.result
@@ -130,6 +134,7 @@ def train_table(
     should_stop: Callable[[], bool] = lambda: False,
     other_splits: bool = False,
     harmonise_to: str | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Generator[Stage | EpochReport, None, TrainingRun]:
     """Train on a validated cohort table; slides with ``annotations`` (by path) get labelled tiles.
     ``other_splits``: also embed the slides of the other splits (e.g. test) for evaluation.
@@ -139,7 +144,9 @@ def train_table(
     read with its row's ``mpp`` when set.
 
     ``should_stop`` is polled between slides and epochs: training then ends early and the run keeps
-    the best head so far (already saved to ``model_dir``)."""
+    the best head so far (already saved to ``model_dir``). ``progress`` gets the embedding's
+    per-slide records (:func:`~napari_wsirobust.features.extract_cohort`'s; its ``finished`` counts
+    run over every slide embedded)."""
     config = config or TrainConfig()
     annotations = annotations or {}
     train_rows, val_rows = table.split(TRAIN), table.split(VAL)
@@ -169,7 +176,10 @@ def train_table(
     done = 0
     for batch, batch_config in (b for b in batches if b[0]):
         paths = [r.path for r in batch]
-        for result in extract_cohort(paths, batch_config, n_workers=workers, slide_mpp=slide_mpp):
+        counted = _counted_from(progress, done, len(rows))
+        for result in extract_cohort(
+            paths, batch_config, n_workers=workers, slide_mpp=slide_mpp, progress=counted
+        ):
             if result.status == "failed":
                 raise CohortError(f"cannot embed {result.slide}: {result.error}")
             done += 1
@@ -198,8 +208,8 @@ def train_table(
     )
     yield Stage("training", 0, config.epochs)
     stopped = False
-    for report in trainer.epochs():
-        yield report
+    for epoch in trainer.epochs():
+        yield epoch
         if should_stop():
             stopped = True
             break
@@ -207,6 +217,18 @@ def train_table(
     if result is not None and stopped:
         result.cancelled = True
     return TrainingRun(result, table, bags, n_annotated, stopped)
+
+
+def _counted_from(progress: ProgressCallback | None, offset: int, total: int) -> ProgressCallback | None:
+    """``progress`` with the ``finished`` counts of one batch of slides turned into the whole run's:
+    ``offset`` slides before it, ``total`` in all."""
+    if progress is None:
+        return None
+
+    def counted(p: SlideProgress) -> None:
+        progress(replace(p, done=offset + p.done, total=total) if p.stage == FINISHED else p)
+
+    return counted
 
 
 @dataclass(frozen=True)
@@ -278,27 +300,48 @@ def predict_slides(
     site: str | None = None,
     slide_mpp: Mapping[str, float] | None = None,
     max_unreadable_share: float = DEFAULT_MAX_UNREADABLE_SHARE,
+    progress: ProgressCallback | None = None,
 ) -> Generator[Stage, None, list[SlideOutcome]]:
     """Whole-slide predictions; a slide that fails is reported and the others go on. ``slide_mpp``:
     pixel size overrides (µm/px) by slide path; other slides use their files'. A slide with more
-    than ``max_unreadable_share`` of its tissue tiles over damaged file tiles is refused."""
+    than ``max_unreadable_share`` of its tissue tiles over damaged file tiles is refused.
+    ``progress`` gets each slide's stages (tissue, plan, embedding, head) and the run's ``finished``
+    count (the outcome, "predicted" or "failed", as the message)."""
     slide_mpp = slide_mpp or {}
     source = feature_source(extract)
     head.check_features(source.encoder_name, source.embed_dim)
     outcomes: list[SlideOutcome] = []
+    report(progress, "", FINISHED, 0, len(slides))
     for i, path in enumerate(slides, 1):
-        try:
-            feats = slide_features(path, extract, mpp=slide_mpp.get(path))
-            assert feats is not None and feats[0].excluded is not None
-            excluded = feats[0].excluded
-            check_unreadable_share(excluded, Path(path).name, max_unreadable_share)
-            outcomes.append(
-                SlideOutcome(path, head.predict(feats[0].features, site), warning=excluded.describe())
-            )
-        except Exception as exc:  # reported per slide
-            outcomes.append(SlideOutcome(path, None, user_message(exc)))
+        outcomes.append(
+            _predict_one(head, path, extract, site, slide_mpp.get(path), max_unreadable_share, progress)
+        )
+        status = "predicted" if outcomes[-1].prediction is not None else "failed"
+        report(progress, Path(path).name, FINISHED, i, len(slides), message=status)
         yield Stage(f"predicted {Path(path).name}", i, len(slides))
     return outcomes
+
+
+def _predict_one(
+    head: TrainedHead,
+    path: str,
+    extract: ExtractConfig,
+    site: str | None,
+    mpp: float | None,
+    max_unreadable_share: float,
+    progress: ProgressCallback | None,
+) -> SlideOutcome:
+    """One slide's outcome; an error is reported in it, not raised."""
+    try:
+        feats = slide_features(path, extract, mpp=mpp, progress=progress)
+        assert feats is not None and feats[0].excluded is not None
+        excluded = feats[0].excluded
+        check_unreadable_share(excluded, Path(path).name, max_unreadable_share)
+        n = len(feats[0].features)
+        report(progress, Path(path).name, HEAD, n, n, message="running the MIL head")
+        return SlideOutcome(path, head.predict(feats[0].features, site), warning=excluded.describe())
+    except Exception as exc:  # reported per slide
+        return SlideOutcome(path, None, user_message(exc))
 
 
 def drive(gen: Generator[Any, None, Any], log: Any = None) -> Any:

@@ -27,13 +27,14 @@ import csv
 import hashlib
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError, WsiRobustError
+from ..progress import FINISHED, RENDER, ProgressCallback, report
 from .profiles import SCANNER_PROFILES, get_profile
 from .slide import SyntheticSlideSpec, ground_truth_path_for, write_synthetic_slide
 from .tissue import TissueSpec
@@ -205,11 +206,27 @@ def plan_cohort(cfg: CohortConfig) -> list[CohortSlide]:
 
 
 def _render_one(args: tuple[CohortSlide, str]) -> str:
+    """Write one slide unless present; what was done ("written" or "present")."""
     slide, out_dir = args
     path = Path(out_dir) / "slides" / slide.filename
-    if not (path.exists() and ground_truth_path_for(path).exists()):
-        write_synthetic_slide(SyntheticSlideSpec.make(slide.tissue, slide.scanner), path)
-    return slide.slide_id
+    if path.exists() and ground_truth_path_for(path).exists():
+        return "present"
+    write_synthetic_slide(SyntheticSlideSpec.make(slide.tissue, slide.scanner), path)
+    return "written"
+
+
+def _render_all(jobs: list[tuple[CohortSlide, str]], workers: int, progress: ProgressCallback | None) -> None:
+    """Render ``jobs`` (in ``workers`` processes when more than one), reporting each finished slide."""
+    report(progress, "", FINISHED, 0, len(jobs))
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(_render_one, job): job[0] for job in jobs}
+            for i, future in enumerate(as_completed(futures), 1):
+                report(progress, futures[future].filename, FINISHED, i, len(jobs), message=future.result())
+        return
+    for i, job in enumerate(jobs, 1):
+        report(progress, job[0].filename, RENDER, message="rendering the synthetic slide")
+        report(progress, job[0].filename, FINISHED, i, len(jobs), message=_render_one(job))
 
 
 def cohort_is_complete(out_dir: str | os.PathLike[str], cfg: CohortConfig) -> bool:
@@ -226,13 +243,18 @@ def cohort_is_complete(out_dir: str | os.PathLike[str], cfg: CohortConfig) -> bo
 
 
 def generate_cohort(
-    out_dir: str | os.PathLike[str], cfg: CohortConfig | None = None, force: bool = False
+    out_dir: str | os.PathLike[str],
+    cfg: CohortConfig | None = None,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> Path:
     """Generate (or complete) the cohort in ``out_dir`` and return the cohort CSV path.
 
     Slides already present are kept (a half-written slide never has its final name), so an
     interrupted run resumes. A cohort generated with another configuration is refused unless
-    ``force``, which regenerates every slide.
+    ``force``, which regenerates every slide. ``progress`` gets the run's ``finished`` count per
+    slide ("written" or "present"), and a ``render`` record as each slide starts when they are
+    written in this process (one worker).
     """
     cfg = cfg or CohortConfig()
     out = Path(out_dir)
@@ -253,13 +275,7 @@ def generate_cohort(
     (out / "slides").mkdir(parents=True, exist_ok=True)
     plan = plan_cohort(cfg)
     workers = cfg.workers or os.cpu_count() or 1
-    jobs = [(s, str(out)) for s in plan]
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(_render_one, jobs, chunksize=1))
-    else:
-        for job in jobs:
-            _render_one(job)
+    _render_all([(s, str(out)) for s in plan], workers, progress)
     _write_csv(out / COHORT_CSV, plan)
     meta = {
         "identity": cfg.identity(),
