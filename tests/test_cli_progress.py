@@ -158,7 +158,16 @@ def test_diagnose_and_profiles_report_each_slide(
 
 @pytest.mark.parametrize(
     "command",
-    ["generate-cohort", "extract", "train", "predict", "diagnose", "profiles", "benchmark-shortcut"],
+    [
+        "generate-cohort",
+        "generate-slide",
+        "extract",
+        "train",
+        "predict",
+        "diagnose",
+        "profiles",
+        "benchmark-shortcut",
+    ],
 )
 def test_every_long_command_takes_quiet(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
@@ -310,3 +319,16 @@ def test_an_unknown_loss_preset_is_refused_with_the_list() -> None:
     ) as info:
         resolve_preset("robust-magic", [])
     assert all(name in str(info.value) for name in LOSS_PRESETS)
+
+
+def test_generate_slide_reports_the_rows_it_writes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "one.tiff"
+    assert main(["generate-slide", str(out), "--width", "600", "--height", "700"]) == 0
+    captured = capsys.readouterr()
+    assert "one.tiff: render - laying out the tissue" in captured.err
+    assert "one.tiff: render 700/700 rows" in captured.err
+    assert captured.out.startswith(f"wrote {out} (600x700")
+    assert main(["generate-slide", str(tmp_path / "two.tiff"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""

@@ -53,7 +53,8 @@ def _cmd_generate_slide(args: argparse.Namespace) -> int:
         args.scanner,
     )
     start = time.perf_counter()
-    result = write_synthetic_slide(spec, args.out)
+    with _display(args) as display:
+        result = write_synthetic_slide(spec, args.out, progress=display)
     levels = ", ".join(f"{w}x{h}" for w, h in result.level_sizes)
     print(f"wrote {result.slide_path} ({levels}) in {time.perf_counter() - start:.1f} s")
     return 0
@@ -428,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--scanner", default="A")
     p.add_argument("--tumour", action="store_true")
+    _add_quiet_option(p)
     p.set_defaults(func=_cmd_generate_slide)
 
     p = sub.add_parser("info", help="print slide metadata")

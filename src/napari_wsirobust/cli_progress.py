@@ -18,7 +18,9 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TextIO
 
-from .progress import EMBEDDING, FINISHED, SlideProgress
+from .progress import EMBEDDING, FINISHED, RENDER, SlideProgress
+
+UNITS = {EMBEDDING: "tiles", RENDER: "rows"}  # the stages that count something, and what
 
 INTERVAL_S = 5.0  # plain lines: at most one per stage this often (stage changes always print)
 _COUNTING = (
@@ -87,12 +89,13 @@ class _Plain:
 
     @staticmethod
     def stage_line(p: SlideProgress) -> str:
-        if p.stage != EMBEDDING:
+        unit = UNITS.get(p.stage)
+        if unit is None or p.total <= 0 or (p.done == 0 and p.message):
             return f"{p.slide}: {p.stage}" + (f" - {p.message}" if p.message else "")
-        line = f"{p.slide}: {p.stage} {p.done}/{p.total} tiles"
+        line = f"{p.slide}: {p.stage} {p.done}/{p.total} {unit}"
         speed = _rate_and_left(p.done, p.total, p.elapsed_s)
         if speed is not None:
-            line += f", {speed[0]:.1f} tiles/s, {duration(speed[1])} left"
+            line += f", {speed[0]:.1f} {unit}/s, {duration(speed[1])} left"
         return line + (f" ({p.message})" if p.message else "")
 
     @staticmethod
@@ -168,13 +171,13 @@ class _Bars(_Plain):
             self._key = key
             if self._slide is not None:
                 self._slide.close()
-            counting = p.stage == EMBEDDING and p.total > 0
+            counting = p.stage in UNITS and p.total > 0
             self._slide = self._bar(
                 1,
                 False,
                 total=p.total if counting else None,
                 desc=f"{p.slide} {p.stage}",
-                unit="tiles" if counting else "it",
+                unit=UNITS.get(p.stage, "it"),
                 bar_format=_COUNTING if counting else _WAITING,
                 postfix=p.message or None,
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import WsiRobustError
+from ..progress import RENDER, ProgressCallback, report
 from .profiles import ScannerProfile, get_profile
 from .render import blur_margin_px, concentrations_to_rgb, noise_generator
 from .tissue import TissueLayout, TissueSpec
@@ -79,19 +81,32 @@ class SyntheticSlideResult:
     tumour_fraction_of_tissue: float
 
 
-def write_synthetic_slide(spec: SyntheticSlideSpec, path: str | os.PathLike[str]) -> SyntheticSlideResult:
+def write_synthetic_slide(
+    spec: SyntheticSlideSpec, path: str | os.PathLike[str], progress: ProgressCallback | None = None
+) -> SyntheticSlideResult:
     """Render ``spec`` to a pyramidal TIFF at ``path`` and its masks to ``<path>.gt.npz``.
 
     The ground-truth file holds ``tissue`` and ``tumour`` boolean masks on the layout grid, one cell
     per ``step_px`` level-0 pixels (cell (i, j) covers rows i*step..(i+1)*step), and the JSON spec.
+    ``progress`` gets ``render`` records: the tissue layout, then the rows of level 0 rendered.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    layout = TissueLayout(spec.tissue)
     t = spec.tissue
+    report(progress, path.name, RENDER, 0, t.height, message="laying out the tissue")
+    layout = TissueLayout(spec.tissue)
+    start = time.perf_counter()
+
+    def bands() -> Iterator[np.ndarray]:
+        rows = 0
+        for band in _bands_from_layout(spec, layout):
+            rows += band.shape[0]
+            report(progress, path.name, RENDER, rows, t.height, time.perf_counter() - start, "rendered")
+            yield band
+
     sizes = write_pyramid_from_bands(
         path,
-        _bands_from_layout(spec, layout),
+        bands(),
         width=t.width,
         height=t.height,
         mpp=t.mpp,
