@@ -143,6 +143,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--slide", type=Path, help="a generated slide to use (its .gt.npz beside it)")
     parser.add_argument("--baseline-src", help="another source tree (its src/ folder) to run beside this one")
+    parser.add_argument("--baseline-note", default="", help="what the baseline tree is (for the report)")
     parser.add_argument("--no-write", action="store_true", help="print only, leave BENCHMARKS.md alone")
     args = parser.parse_args()
     slide = args.slide or slide_for(args.width, args.height)
@@ -178,7 +179,9 @@ def main() -> int:
         "pressed; seconds from the press until the overlays are in (analysis: until the worker is done; "
         "overlays: the layers put into the viewer after it). New: a fresh feature cache; "
         "reopened: a new process on the cache of the run before. "
-        f"{args.rounds} alternated rounds. Targets: new at most 2.5 s, reopened at most 1 s (medians).\n\n"
+        f"{args.rounds} alternated rounds. Targets: new at most 2.5 s, reopened at most 1 s (medians)."
+        + (f" Baseline: {args.baseline_note}." if args.baseline_note else "")
+        + "\n\n"
         "| source | condition | median s | analysis s | overlays s | runs (s) | tiles |\n"
         "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + f"\n\nLast status lines: {statuses}.\n"
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -105,13 +106,16 @@ def child(slide: str, cache: str, device: str) -> None:
     print(RESULT + json.dumps(out), flush=True)
 
 
-def measure(path: Path, device: str) -> dict:
-    """One cold whole-slide analysis of ``path`` in a fresh interpreter."""
+def measure(path: Path, device: str, src: str | None = None) -> dict:
+    """One cold whole-slide analysis of ``path`` in a fresh interpreter (with the package from the
+    source tree ``src`` when given, e.g. an export of an earlier commit)."""
+    env = {**os.environ, "PYTHONPATH": src} if src else None
     with tempfile.TemporaryDirectory(prefix="bench_scaling_cache_") as cache:
         done = subprocess.run(
             [sys.executable, __file__, "--child", str(path), "--cache", cache, "--device", device],
             capture_output=True,
             text=True,
+            env=env,
         )
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT)]
     if done.returncode != 0 or not lines:
@@ -192,6 +196,13 @@ def main() -> None:
     parser.add_argument("--sizes", default=None, help=f"comma-separated WxH (default {SIZES})")
     parser.add_argument("--smoke", action="store_true", help=f"tiny slides ({SMOKE_SIZES}), print only")
     parser.add_argument("--device", default="auto", help="analysis device (auto: CUDA, MPS, else CPU)")
+    parser.add_argument(
+        "--baseline-src",
+        default=None,
+        help="also analyse each slide with the package from this source tree (its src/), alternated, "
+        "and write the comparison instead of the scaling table",
+    )
+    parser.add_argument("--baseline-note", default="", help="what the baseline tree is (for the report)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--cache", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -199,6 +210,9 @@ def main() -> None:
         child(args.child, args.cache, args.device)
         return
     sizes = parse_sizes(args.sizes or (SMOKE_SIZES if args.smoke else SIZES))
+    if args.baseline_src:
+        compare(sizes, args)
+        return
     rows = []
     for size in sizes:
         path = slide_for(*size)
@@ -216,6 +230,40 @@ def main() -> None:
     print("\n" + text)
     if not args.smoke:
         write_section("scaling", text)
+
+
+def compare(sizes: list[tuple[int, int]], args: argparse.Namespace) -> None:
+    """Whole-slide analysis of each slide by this tree and by ``args.baseline_src``, alternated."""
+    lines = []
+    for size in sizes:
+        path = slide_for(*size)
+        base_first = measure(path, args.device, args.baseline_src)
+        mine = measure(path, args.device)
+        base_second = measure(path, args.device, args.baseline_src)
+        base_s = float(np.median([base_first["seconds"], base_second["seconds"]]))
+        lines.append(
+            f"| {size[0]}x{size[1]} | {mine['tiles']} | {mine['seconds']:.1f} | "
+            f"{mine['tiles'] / mine['seconds']:.1f} | "
+            f"{base_s:.1f} ({base_first['seconds']:.1f}, {base_second['seconds']:.1f}) | "
+            f"{base_first['tiles'] / base_s:.1f} | {base_s / mine['seconds']:.2f} | "
+            f"{mine['peak_rss_mb']:.0f} / {max(base_first['peak_rss_mb'], base_second['peak_rss_mb']):.0f} |"
+        )
+        print(lines[-1], flush=True)
+    script = ".venv/bin/python benchmarks/bench_scaling.py"
+    command = f"{script} --sizes {args.sizes} --baseline-src {args.baseline_src}"
+    text = (
+        "## Whole-slide analysis against the previous code\n\n"
+        f"`{command}` on {machine_line()}. Each generated slide analysed whole with the demo head, cold (a "
+        "fresh cache, a fresh process), by the previous code, this tree, then the previous code again; "
+        "baseline seconds are the median of its two runs."
+        + (f" Baseline: {args.baseline_note}." if args.baseline_note else "")
+        + "\n\n"
+        "| slide (px) | tissue tiles | this tree s | tiles/s | baseline s (runs) | tiles/s | speed-up | "
+        "peak RSS MB this / baseline |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n"
+    )
+    print("\n" + text)
+    if not args.smoke:
+        write_section("scaling-baseline", text)
 
 
 if __name__ == "__main__":
