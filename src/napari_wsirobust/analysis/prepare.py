@@ -11,6 +11,7 @@ the error to the user with its own message.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,20 +37,36 @@ class PrepRequest:
 
 
 def prepare_slide(request: PrepRequest, resources: Resources) -> None:
-    """Load the model and its encoder into ``resources``, then compute the slide's tissue mask and,
-    when the model harmonises, its plan (both kept on disk)."""
+    """Load the model into ``resources`` and, in a second thread meanwhile, its encoder; compute the
+    slide's tissue mask and, when the model harmonises, its plan (both kept on disk)."""
     head = resources.head(request.model_dir) if request.model_dir else None
-    if head is not None:
-        resources.encoder(request.encoder or head.config.encoder_name, None, False, request.device)
-    harmonise = head.harmonisation() if head is not None else None
-    color = head.config.color if head is not None else "as-scanned"
-    cache = FeatureCache(request.cache_dir)
-    with open_slide(request.slide_path, mpp=request.mpp, color=color) as slide:
-        slide.require_rgb()
-        require_mpp(slide)
-        cache.prep.tissue(slide)
-        if harmonise is not None:
-            cache.prep.plan(slide, harmonise)
+    loader = None
+    if head is not None:  # building the encoder overlaps the slide's work: two cores at work
+        name = request.encoder or head.config.encoder_name
+        loader = threading.Thread(
+            target=_load_encoder, args=(resources, name, request.device), name="wsirobust-encoder"
+        )
+        loader.start()
+    try:
+        harmonise = head.harmonisation() if head is not None else None
+        color = head.config.color if head is not None else "as-scanned"
+        cache = FeatureCache(request.cache_dir)
+        with open_slide(request.slide_path, mpp=request.mpp, color=color) as slide:
+            slide.require_rgb()
+            require_mpp(slide)
+            cache.prep.tissue(slide)
+            if harmonise is not None:
+                cache.prep.plan(slide, harmonise)
+    finally:
+        if loader is not None:
+            loader.join()
+
+
+def _load_encoder(resources: Resources, name: str, device: str) -> None:
+    try:
+        resources.encoder(name, None, False, device)
+    except Exception as exc:  # the analysis reports it to the user
+        LOG.info("background loading of encoder %s stopped: %s", name, exc)
 
 
 class BackgroundPreparation:
