@@ -8,6 +8,7 @@ import io
 import re
 import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from napari_wsirobust.cli import main
 from napari_wsirobust.cli_progress import ProgressDisplay, duration
+from napari_wsirobust.features import forget_in_memory
 from napari_wsirobust.models import demo_model_dir
 from napari_wsirobust.progress import EMBEDDING, FINISHED, HEAD, PLAN, RENDER, TISSUE, SlideProgress
 
@@ -37,6 +39,15 @@ class Clock:
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("progress-cache")
+
+
+@pytest.fixture(autouse=True)
+def nothing_kept_in_memory() -> Iterator[None]:
+    """Each test starts as a new process would: slides' tissue maps and plans are kept in memory
+    process-wide, so another test of the session may have made them already."""
+    forget_in_memory()
+    yield
+    forget_in_memory()
 
 
 def _is_prediction_output(out: str, csv_path: Path, name: str) -> bool:

@@ -83,3 +83,18 @@ def test_table_and_integer_paths_equal_the_float_formulas(shared_slides: Path) -
         expected_od = -np.log10(np.clip(px + 1.0, 1.0, None) / (expected_glass + 1.0))
         np.testing.assert_array_equal(optical_density(rgb.reshape(-1, 3), expected_glass), expected_od)
         np.testing.assert_array_equal(optical_density(px, expected_glass), expected_od)
+
+
+def test_sharpness_from_channels_equals_the_averaged_image() -> None:
+    from scipy import ndimage
+
+    from napari_wsirobust.stain.profile import grey_sharpness, tissue_sharpness
+
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        rgb = rng.integers(0, 256, (120, 90, 3)).astype(np.float64) + rng.random((120, 90, 3))
+        tissue = rng.random((120, 90)) > 0.4
+        expected = float(ndimage.laplace(rgb.mean(axis=2))[tissue].var())
+        assert tissue_sharpness(rgb, tissue) == expected
+        channels = tuple(np.ascontiguousarray(rgb[..., c]) for c in range(3))
+        assert grey_sharpness(channels, tissue) == expected  # type: ignore[arg-type]

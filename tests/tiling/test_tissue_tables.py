@@ -111,3 +111,11 @@ def test_grid_keeps_the_tiles_the_per_tile_fraction_keeps(
         np.testing.assert_array_equal(grid.rows, rows[keep])
         np.testing.assert_array_equal(grid.cols, cols[keep])
         np.testing.assert_allclose(grid.tissue_fraction, exact[keep], rtol=0, atol=1e-12)
+
+
+def test_glass_colour_equals_the_float_percentile(shared_slides: Path, tumour_slide: Path) -> None:
+    for rgb in _overviews(shared_slides, tumour_slide):
+        saturation, value = tissue_module._saturation_value(rgb)
+        artefact = tissue_module._artefacts(rgb, saturation, value, CONFIG)
+        expected = np.percentile(rgb[~artefact].reshape(-1, 3).astype(np.float64), 95, axis=0).clip(1, 255)
+        np.testing.assert_array_equal(tissue_module._glass_from(rgb, artefact), expected)

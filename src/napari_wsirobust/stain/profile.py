@@ -69,7 +69,15 @@ def estimate_background(rgb: np.ndarray) -> np.ndarray:
 
 def tissue_sharpness(rgb: np.ndarray, tissue: np.ndarray) -> float:
     """Variance of the Laplacian of the grey image over the ``tissue`` pixels (higher = crisper)."""
-    grey = np.asarray(rgb, dtype=np.float64)[..., :3].mean(axis=2)
+    px = np.asarray(rgb, dtype=np.float64)
+    return grey_sharpness((px[..., 0], px[..., 1], px[..., 2]), tissue)
+
+
+def grey_sharpness(channels: tuple[np.ndarray, np.ndarray, np.ndarray], tissue: np.ndarray) -> float:
+    """:func:`tissue_sharpness` of an image given as its three float channels (grey = their mean,
+    summed in channel order: the same figures as averaging an (H, W, 3) array)."""
+    red, green, blue = channels
+    grey = (red + green + blue) / 3
     return float(ndimage.laplace(grey)[tissue].var())
 
 

@@ -14,7 +14,7 @@ import io
 import numpy as np
 from scipy import ndimage
 
-from .profile import StainProfile, optical_density, tissue_pixels, tissue_sharpness
+from .profile import StainProfile, grey_sharpness, optical_density, tissue_pixels, tissue_sharpness
 
 
 def transfer_tile(
@@ -55,9 +55,11 @@ def matching_blur_sigma(
     if not tissue.any() or tissue_sharpness(moved, tissue) <= target.sharpness:
         return 0.0
 
+    channels = [np.ascontiguousarray(moved[..., c]) for c in range(3)]  # copied once, not per step
+
     def blurred_sharpness(sigma: float) -> float:
-        image = np.stack([ndimage.gaussian_filter(moved[..., c], sigma) for c in range(3)], axis=-1)
-        return tissue_sharpness(image, tissue)
+        red, green, blue = (ndimage.gaussian_filter(c, sigma) for c in channels)
+        return grey_sharpness((red, green, blue), tissue)
 
     lo, hi = 0.0, max_sigma
     if blurred_sharpness(hi) > target.sharpness:

@@ -199,8 +199,12 @@ def _artefacts(
 
 
 def _glass_from(rgb: np.ndarray, artefact: np.ndarray) -> np.ndarray:
+    """Per-channel 95th percentile of the non-artefact pixels (each channel's 8-bit values taken
+    apart: the figures of the float computation, without converting every pixel)."""
     candidates = rgb[~artefact] if (~artefact).any() else rgb.reshape(-1, 3)
-    return np.percentile(candidates.reshape(-1, 3).astype(np.float64), 95, axis=0).clip(1, 255)
+    candidates = candidates.reshape(-1, 3)
+    glass = [np.percentile(np.ascontiguousarray(candidates[:, c]), 95) for c in range(3)]
+    return np.asarray(glass, dtype=np.float64).clip(1, 255)
 
 
 def detect_tissue(slide: WSI, config: TissueMaskConfig = TissueMaskConfig()) -> TissueMask:
