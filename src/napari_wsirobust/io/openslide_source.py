@@ -59,15 +59,19 @@ class OpenSlideSource(TileSource):
         x0, y0, x1, y1 = spec.tile_box(row, col)
         ds = self._downsamples[level]
         location, size = (round(x0 * ds), round(y0 * ds)), (x1 - x0, y1 - y0)
-        for attempt in range(2):  # a failure elsewhere may have spoiled the shared handle: retry once
-            slide = self._slide
+        slide = self._slide
+        try:
+            image = slide.read_region(location, level, size)
+        except self._openslide.OpenSlideError:
+            self._reopen(slide)
+            # A failure elsewhere may have spoiled the shared handle, and another may spoil the new one
+            # while this tile is read again: read it on a handle of its own, which no other read can
+            # spoil. Only a tile that fails there too is damaged.
+            own = self._openslide.OpenSlide(str(self.path))
             try:
-                image = slide.read_region(location, level, size)
-                break
-            except self._openslide.OpenSlideError:
-                self._reopen(slide)
-                if attempt:
-                    raise
+                image = own.read_region(location, level, size)
+            finally:
+                own.close()
         rgba = np.asarray(image)
         rgb = rgba[..., :3].copy()
         rgb[rgba[..., 3] == 0] = 255  # transparent (unscanned) areas are glass
