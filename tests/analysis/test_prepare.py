@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +52,9 @@ def fresh_memory() -> Iterator[None]:
     forget_in_memory()
 
 
-def _analyse(slide: Path, cache: Path, resources: Resources) -> tuple[list[AnalysisProgress], object]:
+def _analyse(
+    slide: Path, cache: Path, resources: Resources, on_step: Callable[[AnalysisProgress], None] | None = None
+) -> tuple[list[AnalysisProgress], object]:
     request = AnalysisRequest(str(slide), str(demo_model_dir()), Scope.whole(), cache_dir=str(cache))
     gen = analyse_region(request, resources)
     steps: list[AnalysisProgress] = []
@@ -61,6 +63,8 @@ def _analyse(slide: Path, cache: Path, resources: Resources) -> tuple[list[Analy
             steps.append(next(gen))
         except StopIteration as stop:
             return steps, stop.value
+        if on_step is not None:
+            on_step(steps[-1])
 
 
 def _messages(steps: list[AnalysisProgress], stage: str) -> list[str]:
@@ -126,8 +130,13 @@ def test_analysis_waits_for_the_background_preparation_and_says_so(
     deadline = time.monotonic() + 20
     while not calls and time.monotonic() < deadline:
         time.sleep(0.01)
-    threading.Timer(0.5, release.set).start()
-    steps, result = _analyse(analysis_slide, tmp_path, resources)
+    safety = threading.Timer(20, release.set)
+    safety.start()
+    # the background detection is held until the analysis has said what it does about the tissue map
+    steps, result = _analyse(
+        analysis_slide, tmp_path, resources, lambda step: release.set() if step.stage == "tissue" else None
+    )
+    safety.cancel()
     job.result(timeout=60)
     background.shutdown()
     assert _messages(steps, "tissue") == ["waiting for the tissue map started in the background"]

@@ -81,3 +81,40 @@ def test_blur_matching_brings_the_swap_closer_to_the_blurrier_scanner(rendered) 
     blurred = transfer_tile(image, source, target, blur_sigma_px=sigma, jpeg_quality=target.jpeg_quality)
     # measured 4.4 -> 3.3 grey levels per pixel against the real scanner-C rendering
     assert np.abs(blurred.astype(float) - real).mean() < 0.9 * np.abs(plain.astype(float) - real).mean()
+
+
+def _per_channel_blur_sigma(tiles: np.ndarray, source, target, max_sigma: float = 3.0) -> float:  # type: ignore[no-untyped-def]
+    """The bisection as first written: each channel blurred, then their grey mean's sharpness."""
+    from scipy import ndimage
+
+    from napari_wsirobust.stain.profile import tissue_pixels, tissue_sharpness
+
+    moved = transfer_tile(tiles, source, target).astype(np.float64)
+    tissue = tissue_pixels(moved, target.background_rgb)
+    if not tissue.any() or tissue_sharpness(moved, tissue) <= target.sharpness:
+        return 0.0
+
+    def sharpness(sigma: float) -> float:
+        blurred = np.stack([ndimage.gaussian_filter(moved[..., c], sigma) for c in range(3)], axis=-1)
+        return tissue_sharpness(blurred, tissue)
+
+    lo, hi = 0.0, max_sigma
+    if sharpness(hi) > target.sharpness:
+        return hi
+    for _ in range(14):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if sharpness(mid) > target.sharpness else (lo, mid)
+    return (lo + hi) / 2
+
+
+@pytest.mark.parametrize(("source_site", "target_site"), [("A", "C"), ("B", "C"), ("A", "B"), ("C", "A")])
+def test_blur_of_the_grey_image_gives_the_per_channel_bisections_sigma(  # type: ignore[no-untyped-def]
+    rendered, source_site: str, target_site: str
+) -> None:
+    from napari_wsirobust.stain import matching_blur_sigma
+
+    for crop in (np.s_[:448, :448], np.s_[224:, 320:], np.s_[:, :]):
+        image, source = rendered[source_site]
+        _, target = rendered[target_site]
+        expected = _per_channel_blur_sigma(image[crop], source, target)
+        assert matching_blur_sigma(image[crop], source, target) == expected

@@ -119,3 +119,21 @@ def test_glass_colour_equals_the_float_percentile(shared_slides: Path, tumour_sl
         artefact = tissue_module._artefacts(rgb, saturation, value, CONFIG)
         expected = np.percentile(rgb[~artefact].reshape(-1, 3).astype(np.float64), 95, axis=0).clip(1, 255)
         np.testing.assert_array_equal(tissue_module._glass_from(rgb, artefact), expected)
+
+
+def test_percentile_of_a_histogram_equals_numpys_percentile() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(400):
+        values = rng.integers(0, int(rng.integers(1, 256)) + 1, int(rng.integers(1, 5000))).astype(np.uint8)
+        counts = np.bincount(values, minlength=256)
+        for q in (0.0, 2.0, 50.0, 95.0, 99.0, 100.0):
+            assert tissue_module.percentile_of_histogram(counts, q) == np.percentile(values.astype(float), q)
+    with pytest.raises(ValueError, match="empty"):
+        tissue_module.percentile_of_histogram(np.zeros(256, np.int64), 95.0)
+
+
+def test_mean_optical_density_equals_the_per_pixel_mean(shared_slides: Path, tumour_slide: Path) -> None:
+    for rgb in _overviews(shared_slides, tumour_slide):
+        glass = np.array([241.0, 236.5, 250.0])
+        expected = np.clip(-np.log10(np.clip(rgb.astype(np.float64), 1, 255) / glass), 0, None).mean(axis=-1)
+        np.testing.assert_array_equal(tissue_module._mean_optical_density(rgb, glass), expected)

@@ -14,7 +14,7 @@ import io
 import numpy as np
 from scipy import ndimage
 
-from .profile import StainProfile, grey_sharpness, optical_density, tissue_pixels, tissue_sharpness
+from .profile import StainProfile, optical_density, tissue_pixels, tissue_sharpness
 
 
 def transfer_tile(
@@ -55,11 +55,12 @@ def matching_blur_sigma(
     if not tissue.any() or tissue_sharpness(moved, tissue) <= target.sharpness:
         return 0.0
 
-    channels = [np.ascontiguousarray(moved[..., c]) for c in range(3)]  # copied once, not per step
+    # The blur is linear, so blurring the grey image equals the grey of the blurred channels (to
+    # rounding, 1e-13 relative): one filter per step instead of three, the same bisection.
+    grey = (moved[..., 0] + moved[..., 1] + moved[..., 2]) / 3
 
     def blurred_sharpness(sigma: float) -> float:
-        red, green, blue = (ndimage.gaussian_filter(c, sigma) for c in channels)
-        return grey_sharpness((red, green, blue), tissue)
+        return float(ndimage.laplace(ndimage.gaussian_filter(grey, sigma))[tissue].var())
 
     lo, hi = 0.0, max_sigma
     if blurred_sharpness(hi) > target.sharpness:

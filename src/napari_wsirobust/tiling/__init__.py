@@ -13,7 +13,7 @@ from .grid import (
     require_mpp,
 )
 from .mpp import parse_mpp
-from .tissue import TissueMask, TissueMaskConfig, detect_tissue, read_overview
+from .tissue import TissueMask, TissueMaskConfig, detect_tissue, percentile_of_histogram, read_overview
 
 __all__ = [
     "MissingMPPError",
@@ -25,6 +25,7 @@ __all__ = [
     "detect_tissue",
     "make_tile_grid",
     "parse_mpp",
+    "percentile_of_histogram",
     "read_overview",
     "read_readable_tiles",
     "read_tile",

@@ -177,10 +177,13 @@ def _saturation_value(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _mean_optical_density(rgb: np.ndarray, glass: np.ndarray) -> np.ndarray:
     """Mean over channels of OD = -log10(I / glass), floored at 0 (I clipped to 1..255), per pixel
-    (each channel through a 256-entry table)."""
+    (each channel through a 256-entry table; summed in channel order and divided by 3, as ``mean``)."""
     levels = np.clip(np.arange(256, dtype=np.float64), 1, 255)
     tables = [np.clip(-np.log10(levels / glass[c]), 0, None) for c in range(3)]
-    return np.stack([tables[c][rgb[..., c]] for c in range(3)], axis=-1).mean(axis=-1)
+    total = tables[0][rgb[..., 0]]
+    total += tables[1][rgb[..., 1]]
+    total += tables[2][rgb[..., 2]]
+    return total / 3
 
 
 def _artefacts(
@@ -199,12 +202,36 @@ def _artefacts(
 
 
 def _glass_from(rgb: np.ndarray, artefact: np.ndarray) -> np.ndarray:
-    """Per-channel 95th percentile of the non-artefact pixels (each channel's 8-bit values taken
-    apart: the figures of the float computation, without converting every pixel)."""
-    candidates = rgb[~artefact] if (~artefact).any() else rgb.reshape(-1, 3)
-    candidates = candidates.reshape(-1, 3)
-    glass = [np.percentile(np.ascontiguousarray(candidates[:, c]), 95) for c in range(3)]
+    """Per-channel 95th percentile of the non-artefact pixels (all pixels when every one is an
+    artefact), from each channel's 256-bin histogram: ``np.percentile``'s figures without gathering
+    or sorting the pixels."""
+    keep = ~artefact if (~artefact).any() else np.ones(artefact.shape, bool)
+    offset = np.where(keep, 0, 256).astype(np.uint16)  # artefact pixels counted in bins 256..511
+    glass = []
+    for c in range(3):
+        counts = np.bincount((rgb[..., c] + offset).ravel(), minlength=512)[:256]
+        glass.append(percentile_of_histogram(counts, 95.0))
     return np.asarray(glass, dtype=np.float64).clip(1, 255)
+
+
+def percentile_of_histogram(counts: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)`` (linear method) of the integer values whose histogram is
+    ``counts`` (``counts[v]`` values equal to v), with the same floating-point steps."""
+    n = int(counts.sum())
+    if n == 0:
+        raise ValueError("percentile of an empty histogram")
+    fraction = np.float64(q) / 100
+    virtual = (n - 1) * fraction  # numpy's index of the linear method, and its bounds below
+    previous = n - 1 if virtual >= n - 1 else int(np.floor(virtual))
+    below = np.cumsum(counts)  # below[v]: how many values are <= v
+
+    def order_statistic(k: int) -> np.float64:
+        return np.float64(np.searchsorted(below, min(max(k, 0), n - 1), side="right"))
+
+    low, high = order_statistic(previous), order_statistic(previous if previous == n - 1 else previous + 1)
+    gamma = np.float64(virtual - previous)
+    diff = high - low
+    return float(high - diff * (1 - gamma) if gamma >= 0.5 else low + diff * gamma)
 
 
 def detect_tissue(slide: WSI, config: TissueMaskConfig = TissueMaskConfig()) -> TissueMask:
