@@ -17,6 +17,7 @@ import pytest
 from napari_wsirobust.cli import main
 from napari_wsirobust.cli_progress import ProgressDisplay, duration
 from napari_wsirobust.features import forget_in_memory
+from napari_wsirobust.mil import TrainedHead
 from napari_wsirobust.models import demo_model_dir
 from napari_wsirobust.progress import EMBEDDING, FINISHED, HEAD, PLAN, RENDER, TISSUE, SlideProgress
 
@@ -51,11 +52,13 @@ def nothing_kept_in_memory() -> Iterator[None]:
 
 
 def _is_prediction_output(out: str, csv_path: Path, name: str) -> bool:
-    """``out`` is exactly what ``predict`` prints for one slide: its line, then the CSV it wrote."""
+    """``out`` is exactly what ``predict`` prints for one slide with the demo head: the model's notice,
+    the slide's line, then the CSV it wrote."""
     with open(csv_path, newline="") as fh:
         (row,) = list(csv.DictReader(fh))
+    notice = re.escape(f"notice: {TrainedHead.load(demo_model_dir()).config.notice}") + r"\n"
     line = rf"{row['prediction']:10s} p=[01]\.\d{{3}}  {re.escape(name)}\n"
-    expected = line + rf"wrote {re.escape(str(csv_path))} \(1 slide\(s\)\)\n"
+    expected = notice + line + rf"wrote {re.escape(str(csv_path))} \(1 slide\(s\)\)\n"
     return re.fullmatch(expected, out) is not None
 
 

@@ -79,6 +79,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_info_model(args: argparse.Namespace) -> int:
+    from .mil import ModelCard
+
+    card = ModelCard.load(args.model)
+    print(json.dumps(card.to_dict(), indent=2) if args.json else card.to_text())
+    return 0
+
+
 def _slides_and_mpp(inputs: Sequence[str], mpp: float | None) -> tuple[list[str], dict[str, float]]:
     """The slides of ``inputs`` and their pixel size overrides (a CSV's mpp column, else ``--mpp``)."""
     from .features import slides_with_mpp
@@ -202,6 +210,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         )
         outcomes = drive(job)
     ok = [o for o in outcomes if o.prediction is not None]
+    if head.config.notice and ok:  # the model's own caveat, once, above its predictions
+        print(f"notice: {head.config.notice}")
     for o in outcomes:
         if o.warning:
             print(f"warning   {Path(o.slide).name}: {o.warning}", file=sys.stderr)
@@ -210,19 +220,22 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         else:
             label = head.label_names[o.prediction.label_index]
             print(f"{label:10s} p={o.prediction.probabilities.max():.3f}  {Path(o.slide).name}")
+            if o.scanner is not None and o.scanner.unlike_training:
+                print(f"warning   {Path(o.slide).name}: {o.scanner.warning()}", file=sys.stderr)
     if ok:
         path = write_predictions_csv(
             args.out,
             [o.slide for o in ok],
-            [o.prediction for o in ok],
-            head.label_names,  # type: ignore[misc]
+            [o.prediction for o in ok],  # type: ignore[misc]
+            head.label_names,
+            [o.scanner for o in ok],
         )
         print(f"wrote {path} ({len(ok)} slide(s))")
     return 1 if len(ok) < len(outcomes) else 0
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
-    from .diagnostics import diagnose_cohort_csv, write_diagnostics
+    from .diagnostics import diagnose_cohort_csv, headline, metric_rows, write_diagnostics
     from .mil import TrainedHead, drive
 
     splits = [s.strip() for s in args.splits.split(",")] if args.splits else None
@@ -233,14 +246,11 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         )
         diag = drive(job)
     paths = write_diagnostics(diag, args.out)
-    print(
-        f"{diag.n_slides} slides, {len(diag.sites)} sites (chance {diag.chance:.2f}): robustness index tiles "
-        f"{diag.tile_robustness_index:.3f} (k={diag.tile_k}), slides {diag.slide_robustness_index:.3f} "
-        f"(k={diag.slide_k}); site predictability embeddings {diag.site_predictability_embeddings:.3f}, "
-        f"head {diag.site_predictability_head:.3f} (by chance up to {diag.probe_chance:.3f}); "
-        "site share of variance embeddings "
-        f"{diag.site_variance_embeddings:.3f}, head {diag.site_variance_head:.3f}"
-    )
+    print(headline(diag))
+    rows = metric_rows(diag)
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
     for m in diag.per_site:
         print(
             f"  {m.site:10s} n={m.n_slides:3d}  AUC {m.auc:.3f}  "
@@ -438,6 +448,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_info)
 
+    p = sub.add_parser(
+        "info-model",
+        help="print a model's card: what it was trained on, how well it did, and its notice",
+    )
+    p.add_argument("model", help="model folder (model.safetensors + config.json)")
+    p.add_argument("--json", action="store_true", help="the card as JSON (null where not recorded)")
+    p.set_defaults(func=_cmd_info_model)
+
     p = sub.add_parser("extract", help="embed the tiles of many slides into the feature cache")
     p.add_argument("inputs", nargs="+", help="slides, cohort CSVs (path column) or .txt lists")
     p.add_argument("--encoder", default="effnet-lite0-imagenet")
@@ -512,7 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cohort", help="cohort CSV (path, label, site/scanner, patient, split)")
     p.add_argument("--model", required=True, help="model folder")
     p.add_argument(
-        "--out", default="diagnostics", help="folder for diagnostics.json, per_site.csv, projection.png"
+        "--out",
+        default="diagnostics",
+        help="folder for diagnostics.json, per_site.csv, robustness.csv, projection.png",
     )
     p.add_argument("--splits", default=None, help="comma-separated splits to use (default: all slides)")
     _add_quiet_option(p)

@@ -21,6 +21,7 @@ from napari_wsirobust.benchmarking.shortcut import flip_rate, run_one
 from napari_wsirobust.cli import main as cli_main
 from napari_wsirobust.cohort import REFERENCE, TRAIN, read_cohort_table
 from napari_wsirobust.mil import DEFAULT_PRESET, TrainConfig, TrainedHead, resolve_preset
+from napari_wsirobust.stain import training_site_profiles
 from napari_wsirobust.synthetic import CohortConfig
 
 pytestmark = pytest.mark.slow
@@ -131,13 +132,21 @@ def test_train_and_predict_command_line(
     assert head.config.encoder_name == "effnet-lite0-imagenet" and head.label_names == ["normal", "tumour"]
     assert head.config.losses["site_moment"] == 30.0 and head.config.losses["view_ce"] == 0
     assert head.config.harmonise["site"] == "C" and head.config.metrics["epochs_run"] >= 1
+    # the training sites' colour profiles are saved for the unlike-training check
+    by_site: dict[str, list[str]] = {}
+    for row in data.table.split("train"):
+        by_site.setdefault(row.site, []).append(row.path)
+    expected_sites = training_site_profiles(by_site)
+    assert head.site_profiles() == expected_sites and sorted(expected_sites) == ["A", "B", "C"]
     slides = [r.path for r in data.table.split("test_ood")[:3]]
+    real = str(shared_slides / "cmu-1-small-region.svs")  # a real Aperio H&E slide: no training site's
     out = tmp_path / "pred.csv"
     status = cli_main(
         [
             "predict",
             str(model),
             *slides,
+            real,
             str(shared_slides / "broken.svs"),
             "--out",
             str(out),
@@ -146,9 +155,17 @@ def test_train_and_predict_command_line(
         ]
     )
     assert status == 1  # one slide failed, reported, the others predicted
+    captured = capsys.readouterr()
     rows = list(csv.DictReader(out.read_text().splitlines()))
-    assert [Path(r["slide"]).name for r in rows] == [Path(s).name for s in slides]
+    assert [Path(r["slide"]).name for r in rows] == [Path(s).name for s in [*slides, real]]
     assert all(abs(float(r["p_normal"]) + float(r["p_tumour"]) - 1) < 1e-5 for r in rows)
+    by_name = {Path(r["slide"]).name: r for r in rows}
+    for path in slides:  # synthetic slides from the training scanners
+        assert float(by_name[Path(path).name]["profile_distance"]) < 1.0
+        assert by_name[Path(path).name]["unlike_training"] == "0"
+    assert float(by_name[Path(real).name]["profile_distance"]) > 1.0
+    assert by_name[Path(real).name]["unlike_training"] == "1"
+    assert "cmu-1-small-region.svs: scanner unlike every training site - nearest" in captured.err
 
 
 def test_train_command_learns_from_unlabelled_reference_rescans(

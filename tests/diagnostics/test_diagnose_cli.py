@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from napari_wsirobust.cli import main
@@ -38,11 +39,59 @@ def test_diagnose_writes_metrics_and_projection(
     assert main(["diagnose", str(cohort_csv), "--model", str(DEMO_MODEL_DIR), "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "diagnostics.json").read_text())
     assert data["n_slides"] == 8 and data["sites"] == ["A", "B"] and data["chance"] == 0.5
-    assert 0.0 <= data["tile_robustness_index"] <= 1.0 and data["tile_k"] >= 1
+    tiles = data["tile_robustness"]
+    assert 0.0 <= tiles["ri"] <= 1.0 and tiles["k"] >= 1 and 0.0 < tiles["ri_support"] <= 1.0
+    assert 0.0 <= tiles["mari"] <= 1.0 and -1.0 < tiles["croma_worst"] <= tiles["croma"] < 1.0
+    assert tiles["ri_worst"] <= tiles["ri"] and tiles["source"].startswith("croma")
+    # 8 slides, 2 per (scanner, label): too few for CRoMa's 5 neighbours of each kind per slide
+    assert data["slide_robustness"]["croma_reason"].startswith("needs 5 samples")
     assert 0.0 <= data["site_predictability_head"] <= 1.0
     assert [m["site"] for m in data["per_site"]] == ["all", "A", "B"]
     assert (tmp_path / "projection.png").stat().st_size > 10_000
-    assert "robustness index tiles" in capsys.readouterr().out
+    with open(tmp_path / "robustness.csv", newline="") as fh:
+        table = {(r["level"], r["metric"]): r for r in csv.DictReader(fh)}
+    assert float(table["tiles", "CRoMa"]["value"]) == pytest.approx(tiles["croma"])
+    assert int(table["tiles", "RI"]["k"]) == tiles["k"]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "8 slides, 2 sites (chance 0.50)"
+    printed = {line.strip().split("  ")[0]: line for line in lines}
+    for level in ("tiles", "slides"):
+        for metric in ("RI", "MaRI", "CRoMa"):
+            assert f"{metric}, {level}" in printed and f"{metric} worst 10 %, {level}" in printed
+    assert f"(k={tiles['k']}, support" in printed["RI, tiles"] and "croma" in printed["RI, tiles"]
+    assert f"{tiles['croma_worst']:.3f}" in printed["CRoMa worst 10 %, tiles"]
+    assert "site probe, head" in printed and "site variance share, embeddings" in printed
+
+
+def test_croma_ri_equals_our_index_on_this_cohort(cohort_csv: Path) -> None:
+    """The demo encoder's tile and slide embeddings of the eight slides, at each k they allow."""
+    from napari_wsirobust.cohort import read_cohort_table
+    from napari_wsirobust.diagnostics import robustness_index, robustness_metrics
+    from napari_wsirobust.mil import TrainedHead, extract_config_for, load_bags
+
+    head = TrainedHead.load(DEMO_MODEL_DIR)
+    table = read_cohort_table(cohort_csv, label_names=head.label_names)
+    bags = load_bags(table, table.rows, extract_config_for(head, None), views=())  # cached by diagnose
+    rows = [b.row for b in bags for _ in range(b.n_tiles)]
+    tiles = (
+        np.concatenate([b.features for b in bags]),
+        [r.label for r in rows],
+        [r.site for r in rows],
+        [r.slide_id for r in rows],
+    )
+    slides = (
+        np.stack([b.features.mean(axis=0) for b in bags]),
+        [b.row.label for b in bags],
+        [b.row.site for b in bags],
+        [b.row.patient for b in bags],
+    )
+    for x, labels, sites, groups in (tiles, slides):
+        available = len(x) - max(groups.count(g) for g in set(groups))
+        for k in (1, 3, 5, 11, 21):
+            if k < available:  # croma reaches one neighbour fewer than all others
+                ours = robustness_index(x, labels, sites, k=k, groups=groups).robustness_index
+                theirs = robustness_metrics(x, labels, sites, groups, k_candidates=(k,)).ri
+                assert theirs == pytest.approx(ours, abs=1e-4, nan_ok=True)
 
 
 def test_diagnose_refuses_bad_inputs(

@@ -12,6 +12,7 @@ import pytest
 napari = pytest.importorskip("napari")
 
 from napari_wsirobust.analysis import METADATA_KEY  # noqa: E402
+from napari_wsirobust.diagnostics import summary_rows  # noqa: E402
 from napari_wsirobust.synthetic import SyntheticSlideSpec, TissueSpec, write_synthetic_slide  # noqa: E402
 from napari_wsirobust.widgets import robustness as robustness_module  # noqa: E402
 from napari_wsirobust.widgets import worker_dock  # noqa: E402
@@ -152,16 +153,28 @@ def test_cohort_diagnostics_and_refusals(qtbot, setup, tmp_path: Path) -> None:
     assert not errors, errors
     diag = widget.cohort
     assert diag is not None and diag.n_slides == 6 and diag.sites == ["A", "C"]
-    assert widget._metrics.shape[0] == 8 + 3  # eight headline rows + all/A/C
-    chance_row = next(r for r in widget._metrics.value["data"] if r[0] == "site probe by chance (95th pct)")
-    assert float(chance_row[1]) == pytest.approx(diag.probe_chance, abs=5e-4)  # the table parses numbers
+    # slides / sites, RI / MaRI / CRoMa and their worst 10 % for tiles and slides, 5 site rows, all/A/C
+    assert widget._metrics.shape[0] == 1 + 12 + 5 + 3
+    rows = {r[0]: r[1] for r in widget._metrics.value["data"]}
+    chance_row = rows["site probe by chance (95th pct)"]
+    assert float(chance_row) == pytest.approx(diag.probe_chance, abs=5e-4)  # the table parses numbers
+    tiles = diag.tile_robustness
+    assert rows["RI, tiles"].startswith(f"{tiles.ri:.3f} (k={tiles.k}, support")
+    assert "croma" in rows["RI, tiles"] and f"of {tiles.n_samples} tiles" in rows["RI, tiles"]
+    assert float(rows["MaRI worst 10 %, tiles"]) == pytest.approx(tiles.mari_worst, abs=5e-4)
+    # six small slides (30 tiles), one or two per (scanner, label): too few for CRoMa's five neighbours
+    # of each kind, on tiles as on slides; the table says why
+    for level in ("tiles", "slides"):
+        assert rows[f"CRoMa, {level}"].startswith("n/a (needs 5 samples of the same class from other sites")
+        assert rows[f"CRoMa worst 10 %, {level}"] == "n/a"
+    assert [tuple(r) for r in widget._metrics.value["data"][:18]] == summary_rows(diag)
     table = widget._metrics.native  # metric names readable in full, not elided
     longest = max(table.fontMetrics().horizontalAdvance(r[0]) for r in widget._metrics.value["data"])
     assert table.columnWidth(0) >= longest
     panels = 2 if diag.umap is None else 4  # PCA, and UMAP when umap-learn is installed
     assert len(widget.figure.axes) == panels and all(ax.collections for ax in widget.figure.axes)
     paths = widget.export(tmp_path / "cohort-export")
-    assert {"diagnostics.json", "per_site.csv", "projection.png"} <= {p.name for p in paths}
+    assert {"diagnostics.json", "per_site.csv", "robustness.csv", "projection.png"} <= {p.name for p in paths}
 
     widget._profiles.value = str(tmp_path / "missing.json")
     assert widget.run_whatif() is None and "profiles" in errors[-1]

@@ -18,6 +18,7 @@ import numpy as np
 
 from .._atomic import atomic_write_csv, atomic_write_text
 from ..errors import InputError
+from ..mil import SCANNER_COLUMNS, scanner_cells
 from .region import RegionAnalysis
 
 TOP_CLASS = {"name": "Top attention", "color": [0, 255, 102]}
@@ -68,11 +69,37 @@ def geojson_dict(result: RegionAnalysis, top_k: int = 8) -> dict[str, Any]:
                     "objectType": "annotation",
                     "name": f"Top attention #{rank}",
                     "classification": TOP_CLASS,
-                    "measurements": _measurements(result, int(i), ranks),
+                    "measurements": {**_measurements(result, int(i), ranks), **_scanner_measurements(result)},
                 },
             }
         )
-    return {"type": "FeatureCollection", "features": features}
+    collection: dict[str, Any] = {"type": "FeatureCollection", "features": features}
+    collection["properties"] = {  # the slide's outcome (a foreign member; QuPath reads the features)
+        "prediction": result.predicted_label,
+        **{f"p_{label}": float(p) for label, p in zip(result.label_names, result.prediction.probabilities)},
+        **_scanner_properties(result),
+    }
+    return collection
+
+
+def _scanner_properties(result: RegionAnalysis) -> dict[str, Any]:
+    """``profile_distance``, ``unlike_training`` and ``nearest_site`` (None without a scanner check)."""
+    check = result.scanner
+    if check is None:
+        return {"profile_distance": None, "unlike_training": None, "nearest_site": None}
+    return {
+        "profile_distance": check.distance,
+        "unlike_training": int(check.unlike_training),
+        "nearest_site": check.nearest_site,
+    }
+
+
+def _scanner_measurements(result: RegionAnalysis) -> dict[str, float]:
+    """The scanner check as numeric QuPath measurements (none without a check)."""
+    check = result.scanner
+    if check is None:
+        return {}
+    return {"profile distance": check.distance, "unlike training": float(check.unlike_training)}
 
 
 def write_geojson(result: RegionAnalysis, path: str | os.PathLike[str], top_k: int = 8) -> Path:
@@ -128,7 +155,8 @@ def write_tile_csv(result: RegionAnalysis, path: str | os.PathLike[str]) -> Path
 
 
 def write_slide_predictions_csv(results: Sequence[RegionAnalysis], path: str | os.PathLike[str]) -> Path:
-    """One row per analysis: slide, scope, model, tiles, predicted label and each class probability."""
+    """One row per analysis: slide, scope, model, tiles, predicted label, each class probability and the
+    scanner check (``profile_distance``, ``unlike_training``; blank when the model cannot check)."""
     if not results:
         raise InputError("no analyses to export")
     labels = results[0].label_names
@@ -141,6 +169,7 @@ def write_slide_predictions_csv(results: Sequence[RegionAnalysis], path: str | o
         "n_tiles",
         "prediction",
         *[f"p_{label}" for label in labels],
+        *SCANNER_COLUMNS,
     ]
     rows = []
     for r in results:
@@ -156,6 +185,7 @@ def write_slide_predictions_csv(results: Sequence[RegionAnalysis], path: str | o
                 len(r.grid),
                 r.predicted_label,
                 *[f"{p:.6f}" for p in r.prediction.probabilities],
+                *scanner_cells(r.scanner),
             ]
         )
     return atomic_write_csv(path, header, rows)

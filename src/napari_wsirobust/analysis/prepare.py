@@ -38,7 +38,8 @@ class PrepRequest:
 
 def prepare_slide(request: PrepRequest, resources: Resources) -> None:
     """Load the model into ``resources`` and, in a second thread meanwhile, its encoder; compute the
-    slide's tissue mask and, when the model harmonises, its plan (both kept on disk)."""
+    slide's tissue mask and, when the model harmonises, its plan, else (for the scanner check) its colour
+    profile when the model saved its training sites' profiles (all kept on disk)."""
     head = resources.head(request.model_dir) if request.model_dir else None
     loader = None
     if head is not None:  # building the encoder overlaps the slide's work: two cores at work
@@ -57,6 +58,8 @@ def prepare_slide(request: PrepRequest, resources: Resources) -> None:
             cache.prep.tissue(slide)
             if harmonise is not None:
                 cache.prep.plan(slide, harmonise)
+            elif head is not None and head.site_profiles():  # for the unlike-training check
+                cache.prep.profile(slide)
     finally:
         if loader is not None:
             loader.join()

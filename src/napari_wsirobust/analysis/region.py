@@ -33,8 +33,8 @@ from ..features import (
     split_unreadable,
 )
 from ..io import WSI, open_slide
-from ..mil import BagPrediction, TrainedHead
-from ..stain import Harmonisation, SlidePlan
+from ..mil import BagPrediction, TrainedHead, slide_scanner_check
+from ..stain import Harmonisation, ScannerCheck, SlidePlan
 from ..tiling import (
     Scope,
     TileGrid,
@@ -97,6 +97,7 @@ class RegionAnalysis:
     seconds: float
     features: np.ndarray | None = field(default=None, repr=False)  # (N, D) tile embeddings, grid order
     excluded: ExcludedTiles | None = None  # tiles left out: they overlap damaged file tiles
+    scanner: ScannerCheck | None = None  # the slide's profile against the training sites' (None: unknown)
 
     @property
     def attention(self) -> np.ndarray:
@@ -235,6 +236,7 @@ def analyse_region(
         yield AnalysisProgress("head", len(grid), len(grid), "running the MIL head")
         prediction = head.predict(features, request.site)
         name = Path(request.slide_path).name
+        scanner = slide_scanner_check(head, cache.prep, slide)
     return RegionAnalysis(
         request=request,
         slide_name=name,
@@ -246,6 +248,7 @@ def analyse_region(
         seconds=time.perf_counter() - start,
         features=features,
         excluded=excluded,
+        scanner=scanner,
     )
 
 

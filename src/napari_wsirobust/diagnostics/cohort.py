@@ -2,9 +2,9 @@
 
 On bags of one cohort (slides with label, site, patient):
 
-- robustness index (see :mod:`.knn`) of tile embeddings (a random subsample; neighbours from the same
-  slide excluded) and of slide embeddings (mean of the slide's tiles; same-patient neighbours
-  excluded),
+- croma's RI, MaRI and CRoMa with their worst-10 % tails (see :mod:`.croma_metrics`) of tile
+  embeddings (a random subsample; neighbours from the same slide excluded) and of slide embeddings
+  (mean of the slide's tiles; same-patient neighbours excluded),
 - site predictability (:func:`~napari_wsirobust.mil.metrics.site_predictability`) from (a) the slide
   embeddings and (b) the head's slide representation: a robust head should be near chance, which
   with few slides is a band: ``probe_chance`` is the 95th percentile of the probe on the head's
@@ -40,7 +40,7 @@ from ..mil import (
     site_variance_share,
 )
 from ..progress import FINISHED, ProgressCallback, report
-from .knn import robustness_index
+from .croma_metrics import TABLE_COLUMNS, RobustnessMetrics, robustness_metrics, table_rows
 
 MAX_TILES = 4000
 
@@ -60,10 +60,8 @@ class CohortDiagnostics:
     n_tiles: int
     sites: list[str]
     label_names: list[str]
-    tile_robustness_index: float
-    tile_k: int
-    slide_robustness_index: float
-    slide_k: int
+    tile_robustness: RobustnessMetrics  # RI, MaRI, CRoMa of the tile embeddings
+    slide_robustness: RobustnessMetrics  # the same of the slide embeddings
     site_predictability_embeddings: float
     site_predictability_head: float
     site_variance_embeddings: float  # between-site share of the slide embeddings' variance (eta^2)
@@ -112,14 +110,6 @@ def umap_2d(x: np.ndarray, seed: int = 0) -> np.ndarray | None:
     return np.asarray(reducer.fit_transform(np.asarray(x, dtype=np.float64)), dtype=np.float64)
 
 
-def _ri(embeddings: np.ndarray, labels: list[str], sites: list[str], groups: list[str]) -> tuple[float, int]:
-    available = len(embeddings) - max(groups.count(g) for g in set(groups))
-    if available < 1 or len(set(sites)) < 2 or len(set(labels)) < 2:
-        return float("nan"), 0
-    counts = robustness_index(embeddings, labels, sites, groups=groups)  # k bounded by what is available
-    return counts.robustness_index, counts.k
-
-
 def diagnose_cohort(head: TrainedHead, bags: list[Bag], seed: int = 0) -> CohortDiagnostics:
     """All cohort metrics for ``head`` on ``bags`` (see the module docstring)."""
     if len(bags) < 2:
@@ -131,14 +121,17 @@ def diagnose_cohort(head: TrainedHead, bags: list[Bag], seed: int = 0) -> Cohort
     tiles = np.concatenate([b.features for b in bags])
     tile_slide = np.concatenate([[i] * b.n_tiles for i, b in enumerate(bags)])
     pick = np.sort(rng.choice(len(tiles), min(MAX_TILES, len(tiles)), replace=False))
-    tile_ri, tile_k = _ri(
+    tile_robustness = robustness_metrics(
         tiles[pick],
         [labels[i] for i in tile_slide[pick]],
         [sites[i] for i in tile_slide[pick]],
         [bags[i].row.slide_id for i in tile_slide[pick]],
+        group_name="slide",
     )
     slide_emb = np.stack([b.features.mean(axis=0) for b in bags])
-    slide_ri, slide_k = _ri(slide_emb, labels, sites, [b.row.patient for b in bags])
+    slide_robustness = robustness_metrics(
+        slide_emb, labels, sites, [b.row.patient for b in bags], group_name="patient"
+    )
     predictions = head.predict_bags(bags)
     probs = np.stack([p.probabilities for p in predictions])
     representation = np.stack([p.representation for p in predictions])
@@ -161,10 +154,8 @@ def diagnose_cohort(head: TrainedHead, bags: list[Bag], seed: int = 0) -> Cohort
         n_tiles=int(len(tiles)),
         sites=sorted(set(sites)),
         label_names=list(names),
-        tile_robustness_index=tile_ri,
-        tile_k=tile_k,
-        slide_robustness_index=slide_ri,
-        slide_k=slide_k,
+        tile_robustness=tile_robustness,
+        slide_robustness=slide_robustness,
         site_predictability_embeddings=site_predictability(slide_emb, sites, seed=seed),
         site_predictability_head=site_predictability(representation, sites, seed=seed),
         site_variance_embeddings=site_variance_share(slide_emb, sites),
@@ -213,7 +204,8 @@ def diagnose_cohort_csv(
 
 
 def write_diagnostics(diag: CohortDiagnostics, folder: str | os.PathLike[str]) -> list[Path]:
-    """``diagnostics.json`` (everything), ``per_site.csv`` and ``projection.png`` in ``folder``."""
+    """``diagnostics.json`` (everything), ``per_site.csv``, ``robustness.csv`` (RI, MaRI, CRoMa of tiles
+    and slides) and ``projection.png`` in ``folder``."""
     folder = Path(folder)
     paths = [
         atomic_write_text(folder / "diagnostics.json", json.dumps(diag.to_dict(), indent=2, default=float)),
@@ -221,6 +213,11 @@ def write_diagnostics(diag: CohortDiagnostics, folder: str | os.PathLike[str]) -
             folder / "per_site.csv",
             ["site", "n_slides", "auc", "balanced_accuracy", "ece"],
             ([m.site, m.n_slides, m.auc, m.balanced_accuracy, m.ece] for m in diag.per_site),
+        ),
+        atomic_write_csv(
+            folder / "robustness.csv",
+            TABLE_COLUMNS,
+            table_rows("tiles", diag.tile_robustness) + table_rows("slides", diag.slide_robustness),
         ),
     ]
     figure = projection_figure(diag)

@@ -12,6 +12,12 @@ Summed over all samples, the robustness index follows PathoROB (Kömen et al. 20
 :func:`robustness_index_original` gives de Jong et al. 2025 (arXiv 2501.18055),
 ``(SS + SO) / (SS + OS)``. k is chosen as PathoROB does, where the balanced accuracy of a k-NN
 classifier of the biological class peaks (:func:`choose_k`).
+
+The cohort diagnostics report croma's RI (:mod:`.croma_metrics`), which gives the same value as
+:func:`robustness_index` at the same k (tests/diagnostics/test_croma_metrics.py); this module is
+used where croma cannot be: when it is not installed. The two differ only where no neighbour is SO
+or OS: NaN here, 0.5 with zero support in croma (reported as NaN by :mod:`.croma_metrics`), and in
+how a k-NN vote tie is broken when k is chosen.
 """
 
 from __future__ import annotations
@@ -120,7 +126,10 @@ def robustness_index(
     groups: Sequence[str] | None = None,
     candidates: Sequence[int] = DEFAULT_K_CANDIDATES,
 ) -> NeighbourCounts:
-    """Neighbour counts (and so both indices) at ``k``, or at :func:`choose_k`'s k when None."""
+    """Neighbour counts (and so both indices) at ``k``, or at :func:`choose_k`'s k when None.
+
+    The reports use croma's RI (same value at the same k); this is its stand-in where croma is not
+    installed."""
     if not len(embeddings) == len(labels) == len(sites):
         raise ValueError("embeddings, labels and sites must have the same length")
     n_groups_max = len(embeddings) - 1

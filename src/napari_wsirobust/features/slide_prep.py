@@ -1,4 +1,5 @@
-"""Per-slide work done before any tile is embedded: the tissue mask and the harmonisation plan.
+"""Per-slide work done before any tile is embedded: the tissue mask, the colour profile and the
+harmonisation plan.
 
 Both depend on the whole slide only (never on the scope), so they are computed once per slide and
 kept: in memory for this process and on disk beside the feature cache (``<cache>/slides/``), keyed by
@@ -27,8 +28,16 @@ import numpy as np
 
 from .._atomic import atomic_write_text
 from ..io import WSI
-from ..stain import Harmonisation, HarmonisationError, SlidePlan
-from ..tiling import TissueMask, TissueMaskConfig, detect_tissue
+from ..stain import (
+    PROFILE_TILES,
+    Harmonisation,
+    HarmonisationError,
+    SlidePlan,
+    StainProfile,
+    estimate_open_slide_profile,
+    profile_from_dict,
+)
+from ..tiling import TilingConfig, TissueMask, TissueMaskConfig, detect_tissue, make_tile_grid
 
 PREP_FORMAT = 1
 MEMORY_ENTRIES = 16
@@ -53,7 +62,8 @@ _lock = threading.Lock()
 
 
 class SlidePrepStore:
-    """Tissue masks and harmonisation plans of slides, in memory and under ``root`` on disk."""
+    """Tissue masks, colour profiles and harmonisation plans of slides, in memory and under ``root`` on
+    disk."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -73,6 +83,9 @@ class SlidePrepStore:
 
     def plan_key(self, slide: WSI, harmonise: Harmonisation) -> str:
         return _digest({"kind": "plan", "tissue": self.tissue_key(slide), "harmonise": harmonise.identity()})
+
+    def profile_key(self, slide: WSI) -> str:
+        return _digest({"kind": "profile", "tissue": self.tissue_key(slide), "tiles": PROFILE_TILES})
 
     def state(self, key: str) -> PrepState:
         """ "ready" (in memory or on disk), "running" (being computed by another caller) or "missing"."""
@@ -101,6 +114,19 @@ class SlidePrepStore:
 
         return self._get(key, lambda: _read_plan(path), compute,
                          lambda plan: atomic_write_text(path, json.dumps(plan.to_dict())))  # fmt: skip
+
+    def profile(self, slide: WSI) -> StainProfile:
+        """The slide's colour profile (stains, glass, sharpness, JPEG quality) from the tissue tiles of
+        the default tiling: the figures a harmonisation plan starts from."""
+        key = self.profile_key(slide)
+        path = self._path(key, "json")
+
+        def compute() -> StainProfile:
+            grid = make_tile_grid(slide, TilingConfig(), tissue=self.tissue(slide))
+            return estimate_open_slide_profile(slide, PROFILE_TILES, grid=grid)
+
+        return self._get(key, lambda: _read_profile(path), compute,
+                         lambda profile: atomic_write_text(path, json.dumps(profile.to_dict())))  # fmt: skip
 
     def _path(self, key: str, suffix: str) -> Path:
         return self.root / key[:2] / f"{key}.{suffix}"
@@ -188,6 +214,15 @@ def _read_plan(path: Path) -> SlidePlan | None:
         return None
     try:
         return SlidePlan.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, HarmonisationError) as exc:
+        return _discard(path, exc)
+
+
+def _read_profile(path: Path) -> StainProfile | None:
+    if not path.exists():
+        return None
+    try:
+        return profile_from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, HarmonisationError) as exc:
         return _discard(path, exc)
 

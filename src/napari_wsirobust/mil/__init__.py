@@ -1,5 +1,6 @@
 """Attention-based multiple-instance learning heads over tile embeddings (no Qt): the model, robust
-losses, the trainer, checkpoints, prediction, bags and the train/predict workflows over a cohort.
+losses, the trainer, checkpoints and their model cards, prediction, bags and the train/predict
+workflows over a cohort.
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from .metrics import (
     site_variance_share,
 )
 from .model import GatedAttentionMIL, MILOutput
-from .predict import BagPrediction, TrainedHead, evaluate, write_predictions_csv
+from .model_card import ModelCard
+from .predict import (
+    SCANNER_COLUMNS,
+    BagPrediction,
+    TrainedHead,
+    evaluate,
+    scanner_cells,
+    write_predictions_csv,
+)
 from .site_norm import SiteStandardiser
 from .train import (
     AUTO_PRESET,
@@ -40,6 +49,7 @@ from .workflow import (
     feature_source,
     metrics_table,
     predict_slides,
+    slide_scanner_check,
     train_cohort,
     train_table,
 )
@@ -48,6 +58,7 @@ __all__ = [
     "AUTO_PRESET",
     "Bag",
     "BagPrediction",
+    "SCANNER_COLUMNS",
     "CheckpointConfig",
     "CheckpointError",
     "DEFAULT_PRESET",
@@ -58,6 +69,7 @@ __all__ = [
     "LOSS_PRESETS",
     "MILOutput",
     "MetricRow",
+    "ModelCard",
     "SiteStandardiser",
     "Stage",
     "TrainConfig",
@@ -86,5 +98,7 @@ __all__ = [
     "train_cohort",
     "train_table",
     "train_to_completion",
+    "scanner_cells",
+    "slide_scanner_check",
     "write_predictions_csv",
 ]

@@ -76,6 +76,11 @@ class CheckpointConfig:
     training: dict[str, Any] = field(default_factory=dict)
     harmonise: dict[str, Any] = field(default_factory=dict)  # reference profile tiles are re-rendered into
     color: str = "as-scanned"  # the slides' colour as trained: as scanned, or sRGB from their ICC profile
+    notice: str = ""  # a sentence shown next to every prediction the model makes (empty: none)
+    created: str = ""  # ISO-8601 UTC time the model was trained (empty: not recorded)
+    site_profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # site -> StainProfile.to_dict()
+    cohort: dict[str, Any] = field(default_factory=dict)  # split -> slides, and per site / label counts
+    calibration: dict[str, Any] = field(default_factory=dict)  # Calibration.to_dict(); empty: none
     package_version: str = __version__
     format_version: int = PLAIN_FORMAT_VERSION
 
@@ -180,6 +185,17 @@ def load_checkpoint(model_dir: str | os.PathLike[str]) -> tuple[GatedAttentionMI
     return model, config
 
 
+def load_checkpoint_config(model_dir: str | os.PathLike[str]) -> tuple[Path, CheckpointConfig]:
+    """The active version folder and its config, checked as a load checks them (the safetensors
+    header included) without reading the weights; raises :class:`CheckpointError` with the reason."""
+    folder = _active_folder(Path(model_dir))
+    config = CheckpointConfig.from_dict(read_config(folder))
+    head = asdict(config.head)
+    check_weights(folder, head, config.head.instance_classifier, config.embed_dim, read_header(folder))
+    check_values(folder, asdict(config))
+    return folder, config
+
+
 def load_checkpoint_with_extras(
     model_dir: str | os.PathLike[str],
 ) -> tuple[GatedAttentionMIL, CheckpointConfig, dict[str, torch.Tensor]]:
@@ -187,11 +203,7 @@ def load_checkpoint_with_extras(
 
     The config and the safetensors header are checked against each other first: a head is only
     built, and the weights only read, once they are known to fit."""
-    folder = _active_folder(Path(model_dir))
-    config = CheckpointConfig.from_dict(read_config(folder))
-    head = asdict(config.head)
-    check_weights(folder, head, config.head.instance_classifier, config.embed_dim, read_header(folder))
-    check_values(folder, asdict(config))
+    folder, config = load_checkpoint_config(model_dir)
     model = config.head.build()
     try:
         state = load_file(str(folder / WEIGHTS_FILE), device="cpu")

@@ -53,6 +53,11 @@ TOP_TYPES: dict[str, tuple[type, ...]] = {
     "training": (dict,),
     "harmonise": (dict,),
     "color": (str,),
+    "notice": (str,),
+    "created": (str,),
+    "site_profiles": (dict,),
+    "cohort": (dict,),
+    "calibration": (dict,),
     "package_version": (str,),
     "format_version": (int,),
 }

@@ -8,7 +8,7 @@ call; features are checked against the encoder the head was trained on before an
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,11 @@ import torch
 
 from .._atomic import atomic_write_csv
 from ..errors import InputError
-from ..stain import Harmonisation
+from ..stain import Harmonisation, ScannerCheck, StainProfile, check_scanner, profile_from_dict
 from ..tiling import TilingConfig
 from .bags import Bag
-from .checkpoint import CheckpointConfig, load_checkpoint_with_extras
+from .calibration import Calibration
+from .checkpoint import CheckpointConfig, CheckpointError, load_checkpoint_with_extras
 from .metrics import (
     auc_ovr,
     balanced_accuracy,
@@ -71,6 +72,31 @@ class TrainedHead:
         slides as scanned); prediction must embed the same way."""
         return Harmonisation.from_dict(self.config.harmonise) if self.config.harmonise else None
 
+    def calibration(self) -> Calibration | None:
+        """The temperature and offsets fitted on the validation slides (None: the head's own output)."""
+        if not self.config.calibration:
+            return None
+        try:
+            return Calibration.from_dict(self.config.calibration)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"the model's calibration is malformed ({exc}); re-train the model"
+            ) from exc
+
+    def uncalibrated(self) -> TrainedHead:
+        """The same head without its calibration (for comparing the two)."""
+        return TrainedHead(self.model, replace(self.config, calibration={}), self.standardiser)
+
+    def site_profiles(self) -> dict[str, StainProfile]:
+        """The training sites' colour profiles saved with the head (empty when it was saved without)."""
+        saved = self.config.site_profiles or {}
+        return {site: profile_from_dict(p, f"training site {site}'s profile") for site, p in saved.items()}
+
+    def check_scanner(self, slide_profile: StainProfile) -> ScannerCheck | None:
+        """How unlike every training site the slide's profile is (None: no site profiles saved)."""
+        sites = self.site_profiles()
+        return check_scanner(slide_profile, sites) if sites else None
+
     def check_features(self, encoder_name: str, embed_dim: int) -> None:
         self.config.check_features(encoder_name, embed_dim)
 
@@ -90,8 +116,10 @@ class TrainedHead:
         self.model.eval()
         out = self.model.forward_details(torch.from_numpy(x)[None])
         inst = out.instance_logits
+        probabilities = torch.softmax(out.logits, -1)[0].numpy()
+        calibration = self.calibration()
         return BagPrediction(
-            probabilities=torch.softmax(out.logits, -1)[0].numpy(),
+            probabilities=calibration.apply(probabilities) if calibration is not None else probabilities,
             attention=out.attention[0].numpy(),
             representation=out.representation[0].numpy(),
             instance_probabilities=torch.softmax(inst, -1)[0].numpy() if inst is not None else None,
@@ -127,12 +155,35 @@ def evaluate(
 
 
 def write_predictions_csv(
-    path: str | os.PathLike[str], slides: list[str], predictions: list[BagPrediction], label_names: list[str]
+    path: str | os.PathLike[str],
+    slides: list[str],
+    predictions: list[BagPrediction],
+    label_names: list[str],
+    scanner_checks: list[ScannerCheck | None] | None = None,
 ) -> Path:
-    """One row per slide: slide, predicted label, probability of each label, number of tiles."""
-    header = ["slide", "prediction", *[f"p_{n}" for n in label_names], "n_tiles"]
+    """One row per slide: slide, predicted label, probability of each label, number of tiles, and the
+    slide's scanner check (``profile_distance`` to the nearest training site, ``unlike_training`` 0/1;
+    blank where the model saved no site profiles)."""
+    header = ["slide", "prediction", *[f"p_{n}" for n in label_names], "n_tiles", *SCANNER_COLUMNS]
+    checks = scanner_checks if scanner_checks is not None else [None] * len(slides)
     rows = (
-        [slide, label_names[p.label_index], *[f"{v:.6f}" for v in p.probabilities], len(p.attention)]
-        for slide, p in zip(slides, predictions)
+        [
+            slide,
+            label_names[p.label_index],
+            *[f"{v:.6f}" for v in p.probabilities],
+            len(p.attention),
+            *scanner_cells(check),
+        ]
+        for slide, p, check in zip(slides, predictions, checks)
     )
     return atomic_write_csv(path, header, rows)
+
+
+SCANNER_COLUMNS = ("profile_distance", "unlike_training")
+
+
+def scanner_cells(check: ScannerCheck | None) -> list[str]:
+    """The :data:`SCANNER_COLUMNS` cells of one slide (blank without a check)."""
+    if check is None:
+        return ["", ""]
+    return [f"{check.distance:.4f}", str(int(check.unlike_training))]

@@ -30,8 +30,10 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Generator
+from collections import Counter
+from collections.abc import Generator, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,9 @@ import torch.nn.functional as F
 
 from ..cohort import NO_RESCANS, REFERENCE, CohortRow, rescanned_patients
 from ..errors import WsiRobustError
+from ..stain import StainProfile
 from .bags import Bag
+from .calibration import fit_calibration
 from .checkpoint import CheckpointConfig, HeadConfig, save_checkpoint
 from .losses import (
     SiteAdversary,
@@ -177,6 +181,7 @@ class TrainConfig:
     dropout: float = 0.25
     seed: int = 0
     losses: LossConfig = field(default_factory=LossConfig)
+    calibrate: bool = True  # fit a temperature and offsets on the validation slides (mil/calibration.py)
 
 
 @dataclass(frozen=True)
@@ -228,6 +233,17 @@ def paired_scans(bags: list[Bag], limit: int = 64) -> list[list[Bag]]:
             groups.append(group)
             total += len(group)
     return groups
+
+
+def _profile_dict(site: str, profile: StainProfile | Mapping[str, Any]) -> dict[str, Any]:
+    """A site's colour profile as JSON-ready data (``StainProfile.to_dict()``, tuples as lists)."""
+    if isinstance(profile, StainProfile):
+        data: Mapping[str, Any] = profile.to_dict()
+    elif isinstance(profile, Mapping):
+        data = profile
+    else:
+        raise TrainingError(f"site {site}: a colour profile is a StainProfile or its dict, not {profile!r}")
+    return {str(k): list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
 
 def _pad(bags: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -291,8 +307,14 @@ class Trainer:
         config: TrainConfig | None = None,
         checkpoint_dir: str | Path | None = None,
         reference: list[Bag] | None = None,
+        site_profiles: Mapping[str, StainProfile | Mapping[str, Any]] | None = None,
     ) -> None:
         self.config = config or TrainConfig()
+        # the training sites' colour profiles, recorded in the checkpoint (for its model card)
+        self.site_profiles = {
+            str(site): _profile_dict(site, profile) for site, profile in (site_profiles or {}).items()
+        }
+        self._created: tuple[int, str] | None = None  # (best epoch, when it was recorded)
         self.train_bags, self.val_bags = train, val
         self.reference_bags = list(reference or [])  # re-scans for the paired-scan loss only
         self.label_names, self.site_names = list(label_names), list(site_names)
@@ -575,6 +597,8 @@ class Trainer:
             metrics.update(
                 val_auc=best.val_auc, val_balanced_accuracy=best.val_balanced_accuracy, val_loss=best.val_loss
             )
+        if self._created is None or self._created[0] != self.best_epoch:  # one time per best model
+            self._created = (self.best_epoch, datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
         return CheckpointConfig(
             head=self.head_config,
             encoder_name=self.source.encoder_name,
@@ -587,7 +611,40 @@ class Trainer:
             losses={**asdict(self.config.losses), "sites": self.site_names},
             metrics=metrics,
             training={k: v for k, v in asdict(self.config).items() if k != "losses"},
+            created=self._created[1],
+            site_profiles=copy.deepcopy(self.site_profiles),
+            cohort=self._cohort_counts(),
+            calibration=self._calibration(),
         )
+
+    @torch.no_grad()
+    def _calibration(self) -> dict[str, Any]:
+        """The best model's calibration on the validation slides (empty when switched off or when a
+        class has no validation slide)."""
+        if not self.config.calibrate:
+            return {}
+        model = self.best_model()
+        probs = [
+            torch.softmax(model(torch.from_numpy(self._features(bag, bag.features))[None]), -1)[0].numpy()
+            for bag in self.val_bags
+        ]
+        fitted = fit_calibration(np.stack(probs), [b.label for b in self.val_bags]) if probs else None
+        return fitted.to_dict() if fitted is not None else {}
+
+    def _cohort_counts(self) -> dict[str, Any]:
+        """Slides per split (train, val, and reference re-scans when given), per site and per label."""
+        splits = {"train": self.train_bags, "val": self.val_bags, "reference": self.reference_bags}
+        counts: dict[str, Any] = {}
+        for split, bags in splits.items():
+            if not bags:
+                continue
+            labels = Counter(self.label_names[b.label] for b in bags if b.label >= 0)
+            counts[split] = {
+                "slides": len(bags),
+                "sites": dict(sorted(Counter(b.row.site for b in bags).items())),
+                "labels": {name: labels[name] for name in self.label_names if labels[name]},
+            }
+        return counts
 
     def save(self, model_dir: str | Path) -> Path:
         extras = self.standardiser.to_tensors() if self.standardiser is not None else None

@@ -31,13 +31,22 @@ from ..errors import user_message
 from ..features import (
     DEFAULT_MAX_UNREADABLE_SHARE,
     ExtractConfig,
+    FeatureCache,
+    SlidePrepStore,
     check_unreadable_share,
     encoder_for,
     extract_cohort,
     slide_features,
 )
+from ..io import WSI, open_slide
 from ..progress import FINISHED, HEAD, ProgressCallback, SlideProgress, report
-from ..stain import HarmonisationError, ScannerAugmentation, reference_for_slides
+from ..stain import (
+    HarmonisationError,
+    ScannerAugmentation,
+    ScannerCheck,
+    choose_reference,
+    training_site_profiles,
+)
 from .bags import Bag, load_bags
 from .metrics import auc_ovr, balanced_accuracy
 from .predict import BagPrediction, TrainedHead
@@ -157,12 +166,20 @@ def train_table(
     if harmonise_to is not None or extract.harmonise is not None:
         check_harmonisation(config.losses, harmonise_to, sorted({r.site for r in train_rows}))
         config = replace(config, validate_on_views=False)
+    by_site: dict[str, list[str]] = {}
+    for row in train_rows:
+        by_site.setdefault(row.site, []).append(row.path)
+    yield Stage(f"estimating the colour profiles of {len(by_site)} training site(s)", 0, len(by_site))
+    try:  # saved with the head: to warn about slides from scanners unlike every training site
+        site_profiles = training_site_profiles(by_site, slide_mpp=slide_mpp)
+    except HarmonisationError as exc:
+        if harmonise_to is not None:
+            raise
+        site_profiles = {}
+        yield Stage(f"training sites not profiled ({exc}): no warning about unlike scanners", 0, 0)
     if harmonise_to is not None:
-        by_site: dict[str, list[str]] = {}
-        for row in train_rows:
-            by_site.setdefault(row.site, []).append(row.path)
-        yield Stage(f"estimating the colour profiles of {len(by_site)} training site(s)", 0, len(by_site))
-        extract = replace(extract, harmonise=reference_for_slides(by_site, harmonise_to, slide_mpp=slide_mpp))
+        site = None if harmonise_to == "auto" else harmonise_to
+        extract = replace(extract, harmonise=choose_reference(site_profiles, site))
         yield Stage(f"harmonising every slide to site {extract.harmonise.site}'s profile", 1, 1)
     views = tuple(ScannerAugmentation(seed=0, view=v) for v in range(n_views))
     if extract.harmonise is None and (config.losses.needs_views or config.validate_on_views):
@@ -205,6 +222,7 @@ def train_table(
         config,
         model_dir,
         reference=bags.get(REFERENCE, []),
+        site_profiles=site_profiles,
     )
     yield Stage("training", 0, config.epochs)
     stopped = False
@@ -291,6 +309,21 @@ class SlideOutcome:
     prediction: BagPrediction | None
     error: str = ""
     warning: str = ""  # e.g. tiles left out because they overlap damaged file tiles
+    scanner: ScannerCheck | None = None  # the slide's profile against the training sites'
+
+
+def slide_scanner_check(head: TrainedHead, prep: SlidePrepStore, slide: WSI) -> ScannerCheck | None:
+    """How unlike every training site of ``head`` the slide's scanner is; None when the head saved no
+    site profiles or the slide's profile cannot be estimated (too little stained tissue). The profile
+    comes from ``prep``: the harmonisation plan's when the head harmonises, else the slide's own entry."""
+    if not head.site_profiles():
+        return None
+    harmonise = head.harmonisation()
+    try:
+        profile = prep.plan(slide, harmonise).source if harmonise is not None else prep.profile(slide)
+    except ValueError:
+        return None
+    return head.check_scanner(profile)
 
 
 def predict_slides(
@@ -339,7 +372,10 @@ def _predict_one(
         check_unreadable_share(excluded, Path(path).name, max_unreadable_share)
         n = len(feats[0].features)
         report(progress, Path(path).name, HEAD, n, n, message="running the MIL head")
-        return SlideOutcome(path, head.predict(feats[0].features, site), warning=excluded.describe())
+        prediction = head.predict(feats[0].features, site)
+        with open_slide(path, mpp=mpp, color=extract.color) as slide:
+            scanner = slide_scanner_check(head, FeatureCache(extract.cache_dir).prep, slide)
+        return SlideOutcome(path, prediction, warning=excluded.describe(), scanner=scanner)
     except Exception as exc:  # reported per slide
         return SlideOutcome(path, None, user_message(exc))
 

@@ -189,20 +189,30 @@ def choose_reference(site_profiles: Mapping[str, StainProfile], site: str | None
     return Harmonisation(reference, name)
 
 
+def training_site_profiles(
+    slides_by_site: Mapping[str, Sequence[str]],
+    per_site: int = 8,
+    slide_mpp: Mapping[str, float] | None = None,
+) -> dict[str, StainProfile]:
+    """Each training site's colour profile from up to ``per_site`` of its slides (in the order given;
+    ``slide_mpp``: pixel size overrides by path): what a model saves to choose its harmonisation
+    reference and to warn about slides unlike every training site."""
+    from .profile import ProfileError, estimate_site_profiles
+
+    chosen = {name: list(paths)[:per_site] for name, paths in slides_by_site.items()}
+    try:
+        return estimate_site_profiles(chosen, PROFILE_TILES, slide_mpp)
+    except ProfileError as exc:
+        raise HarmonisationError(f"{exc} (needed to profile the training sites)") from exc
+
+
 def reference_for_slides(
     slides_by_site: Mapping[str, Sequence[str]],
     site: str | None = None,
     per_site: int = 8,
     slide_mpp: Mapping[str, float] | None = None,
 ) -> Harmonisation:
-    """Profile up to ``per_site`` slides of each site (in the order given; ``slide_mpp``: pixel size
-    overrides by path) and choose the reference (:func:`choose_reference`; ``site`` "auto" or None:
-    the least sharp site)."""
-    from .profile import ProfileError, estimate_site_profiles
-
-    chosen = {name: list(paths)[:per_site] for name, paths in slides_by_site.items()}
-    try:
-        profiles = estimate_site_profiles(chosen, PROFILE_TILES, slide_mpp)
-    except ProfileError as exc:
-        raise HarmonisationError(f"{exc} (needed to choose the harmonisation reference)") from exc
+    """Profile up to ``per_site`` slides of each site (:func:`training_site_profiles`) and choose the
+    reference (:func:`choose_reference`; ``site`` "auto" or None: the least sharp site)."""
+    profiles = training_site_profiles(slides_by_site, per_site, slide_mpp)
     return choose_reference(profiles, None if site in (None, "auto") else site)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .cohort import CohortConfig, cohort_is_complete, generate_cohort, read_cohort_csv
-from .profiles import EOSIN_OD, HEMATOXYLIN_OD, SCANNER_PROFILES, ScannerProfile, get_profile
+from .profiles import EOSIN_OD, HEMATOXYLIN_OD, SCANNER_PROFILES, UNSEEN_PROFILES, ScannerProfile, get_profile
 from .slide import (
     SyntheticSlideSpec,
     ground_truth_path_for,
@@ -18,6 +18,7 @@ __all__ = [
     "EOSIN_OD",
     "HEMATOXYLIN_OD",
     "SCANNER_PROFILES",
+    "UNSEEN_PROFILES",
     "ScannerProfile",
     "SyntheticSlideSpec",
     "TissueSpec",

@@ -8,7 +8,9 @@ scanned on a *home* scanner. Splits are by patient:
   the label as well as the tissue does;
 - ``test_ood``: scanner and label independent (every label x scanner cell equally filled), and each
   of these patients is also re-scanned on every other profile (``swapped = 1``): same tissue, other
-  scanner, the test bed for scanner-swap robustness.
+  scanner, the test bed for scanner-swap robustness. With ``test_scanners`` (profiles no training
+  split uses, e.g. :data:`~napari_wsirobust.synthetic.profiles.UNSEEN_PROFILES`), each test_ood
+  patient is also scanned on every one of them: the test bed for scanners never seen in training.
 
 With ``rescanned_train_patients`` = k > 0, the first k training patients of each label are also
 re-scanned on every other profile (same tissue, same split): paired scans of the kind multi-scanner
@@ -35,7 +37,7 @@ import numpy as np
 
 from ..errors import InputError, WsiRobustError
 from ..progress import FINISHED, RENDER, ProgressCallback, report
-from .profiles import SCANNER_PROFILES, get_profile
+from .profiles import get_profile
 from .slide import SyntheticSlideSpec, ground_truth_path_for, write_synthetic_slide
 from .tissue import TissueSpec
 
@@ -77,6 +79,7 @@ class CohortConfig:
     swap_ood: bool = True
     rescanned_train_patients: int = 0  # per label: training patients also scanned on every other profile
     reference_patients: int = 0  # per label: unlabelled patients scanned on every profile (split reference)
+    test_scanners: tuple[str, ...] = ()  # unseen profiles: every test_ood patient also scanned on each
     width: int = 2048
     height: int = 1536
     mpp: float = 0.5
@@ -88,8 +91,10 @@ class CohortConfig:
     workers: int = field(default=0, compare=False)  # 0: one per CPU core
 
     def __post_init__(self) -> None:
-        for s in self.scanners:
+        for s in (*self.scanners, *self.test_scanners):
             get_profile(s)
+        if set(self.test_scanners) & set(self.scanners):
+            raise InputError("test_scanners must be profiles the cohort's training scanners are not")
         if self.confounded_scanner not in self.scanners:
             raise InputError("confounded_scanner must be one of the cohort's scanners")
         if len(self.scanners) < 2:
@@ -108,10 +113,10 @@ class CohortConfig:
         """Hash of everything that changes the generated pixels (not the worker count)."""
         data = asdict(self)
         data.pop("workers")
-        for option in ("rescanned_train_patients", "reference_patients"):
+        for option in ("rescanned_train_patients", "reference_patients", "test_scanners"):
             if not data[option]:
                 data.pop(option)  # cohorts made before the option keep their identity
-        data["profiles"] = [SCANNER_PROFILES[s].to_dict() for s in self.scanners]
+        data["profiles"] = [get_profile(s).to_dict() for s in (*self.scanners, *self.test_scanners)]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -198,7 +203,7 @@ def plan_cohort(cfg: CohortConfig) -> list[CohortSlide]:
         for scanner in cfg.scanners:
             for _ in range(cfg.ood_patients_per_cell):
                 swaps = tuple(s for s in cfg.scanners if s != scanner) if cfg.swap_ood else ()
-                add(label, scanner, "test_ood", swaps)
+                add(label, scanner, "test_ood", swaps + cfg.test_scanners)
     for label in LABELS:  # last, so every other slide keeps its tissue
         for _ in range(cfg.reference_patients):
             add(label, cfg.scanners[0], REFERENCE_SPLIT, cfg.scanners[1:])
@@ -280,7 +285,7 @@ def generate_cohort(
     meta = {
         "identity": cfg.identity(),
         "config": {k: v for k, v in asdict(cfg).items() if k != "workers"},
-        "profiles": {s: SCANNER_PROFILES[s].to_dict() for s in cfg.scanners},
+        "profiles": {s: get_profile(s).to_dict() for s in (*cfg.scanners, *cfg.test_scanners)},
         "n_slides": len(plan),
         "n_patients": len({s.patient for s in plan}),
     }

@@ -136,12 +136,62 @@ SCANNER_PROFILES: dict[str, ScannerProfile] = {
 }
 
 
+# Scanners no training cohort uses: each lies outside every training profile's range above in several
+# parameters at once (training: H scale 0.8-1.2, E scale 0.8-1.25, glass 226-250, gamma 0.9-1.15,
+# blur 0-0.6 µm, noise 1.5-3.5, JPEG 65-92). They render test slides of the unseen-scanner benchmark.
+UNSEEN_PROFILES: dict[str, ScannerProfile] = {
+    p.name: p
+    for p in (
+        ScannerProfile(
+            name="U1",
+            description="far, soft scanner: strong blur, heavy eosin, low JPEG quality, grey glass",
+            hematoxylin_od=(0.66, 0.70, 0.27),
+            eosin_od=(0.12, 0.96, 0.25),
+            hematoxylin_scale=1.0,
+            eosin_scale=1.6,
+            background_rgb=(232.0, 232.0, 232.0),
+            gamma=1.0,
+            blur_sigma_um=1.0,
+            noise_sigma=3.0,
+            jpeg_quality=45,
+        ),
+        ScannerProfile(
+            name="U2",
+            description="dark, blue scanner: heavy blue-black haematoxylin, cold glass, low gamma, noisy",
+            hematoxylin_od=(0.52, 0.76, 0.39),
+            eosin_od=(0.04, 0.995, 0.09),
+            hematoxylin_scale=1.5,
+            eosin_scale=1.0,
+            background_rgb=(226.0, 236.0, 252.0),
+            gamma=0.75,
+            blur_sigma_um=0.2,
+            noise_sigma=5.0,
+            jpeg_quality=85,
+        ),
+        ScannerProfile(
+            name="U3",
+            description="washed-out scanner: pale staining, green-yellow glass, high gamma, blur and JPEG",
+            hematoxylin_od=(0.72, 0.64, 0.27),
+            eosin_od=(0.22, 0.90, 0.38),
+            hematoxylin_scale=0.6,
+            eosin_scale=0.65,
+            background_rgb=(238.0, 244.0, 212.0),
+            gamma=1.35,
+            blur_sigma_um=0.8,
+            noise_sigma=2.0,
+            jpeg_quality=55,
+        ),
+    )
+}
+
+
 def get_profile(name: str | ScannerProfile) -> ScannerProfile:
-    """Look up a scanner profile by name (or pass a profile through)."""
+    """Look up a scanner profile by name, training or unseen (or pass a profile through)."""
     if isinstance(name, ScannerProfile):
         return name
+    known = {**SCANNER_PROFILES, **UNSEEN_PROFILES}
     try:
-        return SCANNER_PROFILES[name]
+        return known[name]
     except KeyError:
-        valid = ", ".join(sorted(SCANNER_PROFILES))
+        valid = ", ".join(sorted(known))
         raise InputError(f"unknown scanner profile {name!r}; valid profiles: {valid}") from None

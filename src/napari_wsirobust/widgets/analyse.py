@@ -8,6 +8,7 @@ only builds the request from the viewer and puts the result into layers (updated
 from __future__ import annotations
 
 from collections.abc import Callable
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ from ..analysis import (
 )
 from ..errors import InputError, WsiRobustError
 from ..io import LAYER_METADATA_KEY
+from ..mil import ModelCard
 from .jobs import lower_thread_priority
 from .layer_geometry import slide_origin_um
 from .model_list import MODELS
@@ -73,11 +75,13 @@ class AnalyseWidget(WorkerDock):
         self._preparation = BackgroundPreparation(self._resources, lower_thread_priority)
         self._results: dict[str, RegionAnalysis] = {}  # slide path -> latest analysis
         self._top_index = -1
+        self._card_window: Any = None  # the open model card, if any
 
         self._slide = ComboBox(label="Slide layer", choices=self._slide_choices)
         self._model = ComboBox(label="MIL model", choices=lambda _w=None: MODELS.names())
         self._model_dir = FileEdit(label="Load model folder", mode="d")
         self._load_model = PushButton(text="Add model")
+        self._model_card = PushButton(text="Model card…")
         self._encoder = ComboBox(label="Encoder", choices=self._encoder_choices, value=OWN_ENCODER)
         self._device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
         self._scope = RadioButtons(label="Scope", choices=SCOPES, value=SCOPES[0])
@@ -91,7 +95,8 @@ class AnalyseWidget(WorkerDock):
         self._export = PushButton(text="Export GeoJSON + CSVs + PNG")
         self.lay_out(
             [
-                self._slide, self._model, self._model_dir, self._load_model, self._encoder, self._device,
+                self._slide, self._model, self._model_card, self._model_dir, self._load_model,
+                self._encoder, self._device,
                 self._scope, self._shapes, self._top_k, self._run, self._cancel, self._progress,
                 self._status, self._result_label, self._previous, self._next, self._export_dir,
                 self._export,
@@ -100,6 +105,7 @@ class AnalyseWidget(WorkerDock):
         )  # fmt: skip
         self._run.changed.connect(self.run)
         self._load_model.changed.connect(self._on_load_model)
+        self._model_card.changed.connect(lambda _v=None: self.show_model_card())
         self._previous.changed.connect(lambda _v=None: self.step_top_tile(-1))
         self._next.changed.connect(lambda _v=None: self.step_top_tile(+1))
         self._export.changed.connect(lambda _v=None: self.export(Path(str(self._export_dir.value))))
@@ -131,6 +137,21 @@ class AnalyseWidget(WorkerDock):
         name = MODELS.add(folder.name, folder)
         self._model.value = name
         show_info(f"model {name!r} added")
+
+    def show_model_card(self) -> Any:
+        """Open the chosen model's card (:class:`~napari_wsirobust.mil.ModelCard`) in a read-only
+        window; returns the window, or None when the model's folder does not load (the error says why)."""
+        if self._model.value is None:
+            show_error("Choose a MIL model first.")
+            return None
+        try:
+            card = ModelCard.load(MODELS.path(self._model.value))
+        except WsiRobustError as exc:
+            show_error(str(exc))
+            return None
+        self._card_window = text_window(f"Model card: {self._model.value}", card.to_text(), self.native)
+        self._card_window.show()
+        return self._card_window
 
     # -- running --------------------------------------------------------------------------------
     def prepare(self, layer: Any) -> Any:
@@ -174,29 +195,37 @@ class AnalyseWidget(WorkerDock):
             return None
         top_k, base = int(self._top_k.value), self._slide.value.name
 
-        def prepare(result: RegionAnalysis) -> tuple[RegionAnalysis, list[Any]]:
-            """Layer data and new layer objects, built in the worker, off the GUI thread."""
+        def prepare(result: RegionAnalysis) -> tuple[RegionAnalysis, list[Any], str]:
+            """Layer data and new layer objects, built in the worker, off the GUI thread; the notice
+            of the model that made the prediction."""
             items = analysis_layers(result, top_k, name=base)
-            return result, [(item, build_layer(*item)) for item in items]
+            notice = self._resources.head(result.request.model_dir).config.notice
+            return result, [(item, build_layer(*item)) for item in items], notice
 
         job = analyse_region(request, self._resources)
         message = f"Analysing {Path(request.slide_path).name} ({request.scope.kind}) ..."
         return self.start(job, self._show, message, prepare)
 
-    def _show(self, prepared: tuple[RegionAnalysis, list[Any]]) -> None:
-        result, layers = prepared
+    def _show(self, prepared: tuple[RegionAnalysis, list[Any], str]) -> None:
+        result, layers, notice = prepared
         slide_layer = slide_layer_for(self._viewer, result.request.slide_path)
         if slide_layer is None:
             self._status.value = closed_slide_message(result.request.slide_path)
             return
         self._results[result.request.slide_path] = result
-        self.put_steps([*self._layer_steps(result, layers, slide_layer), lambda: self._report(result)])
+        self.put_steps(
+            [*self._layer_steps(result, layers, slide_layer), lambda: self._report(result, notice)]
+        )
 
-    def _report(self, result: RegionAnalysis) -> None:
+    def _report(self, result: RegionAnalysis, notice: str = "") -> None:
         probs = ", ".join(f"{n} {p:.2f}" for n, p in zip(result.label_names, result.prediction.probabilities))
+        caveat = f"<br>⚠ <i>{escape(notice)}</i>" if notice else ""  # the model's own, with every prediction
+        scanner = result.scanner.warning() if result.scanner is not None else ""
+        scanner = scanner[:1].upper() + scanner[1:]
+        unlike = f"<br><b style='color:#ff9f1a'>⚠ {escape(scanner)}</b>" if scanner else ""
         self._result_label.value = (
             f"<b>{result.predicted_label}</b> (p = {result.probability:.2f}) over {len(result.grid)} tiles "
-            f"({result.request.scope.kind}); {probs}"
+            f"({result.request.scope.kind}); {probs}{unlike}{caveat}"
         )
         excluded = result.excluded
         in_scope = len(result.grid) + (excluded.count if excluded else 0)
@@ -299,6 +328,26 @@ class AnalyseWidget(WorkerDock):
             return []
         show_info(f"Exported {len(paths)} files to {folder}")
         return paths
+
+
+def text_window(title: str, text: str, parent: Any = None) -> Any:
+    """A read-only window showing ``text`` in a fixed-width font, with a Close button (not shown yet)."""
+    from qtpy.QtGui import QFontDatabase
+    from qtpy.QtWidgets import QDialog, QDialogButtonBox, QPlainTextEdit, QVBoxLayout
+
+    window = QDialog(parent)
+    window.setWindowTitle(title)
+    view = QPlainTextEdit(text)
+    view.setReadOnly(True)
+    view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+    view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+    buttons.rejected.connect(window.close)
+    layout = QVBoxLayout(window)
+    layout.addWidget(view)
+    layout.addWidget(buttons)
+    window.resize(820, 560)
+    return window
 
 
 def _override_mpp(meta: dict[str, Any]) -> tuple[float, float] | None:

@@ -1,5 +1,5 @@
 """Robustness dock widget: scanner-swap what-if on a scope (drift layers, predictions by profile) and
-cohort diagnostics (robustness index, site predictability, per-site metrics, projection plot).
+cohort diagnostics (RI, MaRI and CRoMa, site predictability, per-site metrics, projection plot).
 
 Thin: the compute is :mod:`napari_wsirobust.diagnostics`; this module runs it in napari workers and
 moves the results into layers, tables and a matplotlib canvas.
@@ -31,6 +31,7 @@ from ..diagnostics import (
     load_profiles,
     projection_figure,
     scanner_whatif,
+    summary_rows,
     whatif_layers,
     write_diagnostics,
 )
@@ -212,16 +213,7 @@ class RobustnessWidget(WorkerDock):
 
     def _show_cohort(self, diag: CohortDiagnostics) -> None:
         self.cohort = diag
-        rows = [
-            ["slides / sites", f"{diag.n_slides} / {len(diag.sites)} (chance {diag.chance:.2f})"],
-            ["robustness index, tiles", f"{_cell(diag.tile_robustness_index)} (k={diag.tile_k})"],
-            ["robustness index, slides", f"{_cell(diag.slide_robustness_index)} (k={diag.slide_k})"],
-            ["site probe, embeddings", _cell(diag.site_predictability_embeddings)],
-            ["site probe, head", _cell(diag.site_predictability_head)],
-            ["site probe by chance (95th pct)", _cell(diag.probe_chance)],
-            ["site variance share, embeddings", _cell(diag.site_variance_embeddings)],
-            ["site variance share, head", _cell(diag.site_variance_head)],
-        ]
+        rows = [list(row) for row in summary_rows(diag)]
         rows += [
             [
                 f"{m.site}: AUC / bal. acc. / ECE",
