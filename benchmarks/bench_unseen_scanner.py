@@ -24,6 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_line, write_section  # noqa: E402
 from napari_wsirobust.benchmarking.unseen import (  # noqa: E402
+    ON_TRAIN_AND_VAL,
     UNCALIBRATED,
     UnseenScannerConfig,
     fold_presets,
@@ -41,6 +42,10 @@ from napari_wsirobust.stain import UNLIKE_THRESHOLD  # noqa: E402
 from napari_wsirobust.synthetic import UNSEEN_PROFILES, get_profile  # noqa: E402
 
 WORK = Path(__file__).resolve().parent / "_work"
+
+
+def _base(preset: str) -> str:
+    return preset.removesuffix(UNCALIBRATED).removesuffix(ON_TRAIN_AND_VAL)
 
 
 def load_runs(path: Path) -> list[dict]:
@@ -77,6 +82,22 @@ def summary_table(summary: dict[str, dict[str, float]]) -> str:
             f"{s['p_tumour_tumour']:.3f} | {s['p_tumour_normal']:.3f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def variants_text(folder: Path | None) -> str:
+    """The calibration variants of one ``--calibration-variants`` run (same heads, three calibrations)."""
+    if folder is None:
+        return ""
+    runs = load_runs(folder / "runs.jsonl")
+    if not runs:
+        return ""
+    folds = ", ".join(dict.fromkeys(f"`{r['fold']}`" for r in runs))
+    seeds = len({r["seed"] for r in runs})
+    return (
+        f"\nCalibration variants (fold {folds}, {seeds} seeds; the same trained heads scored three ways: "
+        "calibrated on the validation slides (the default), uncalibrated, calibrated on the training and "
+        "validation slides), over the unseen scanners:\n\n" + summary_table(unseen_summary(summarise(runs)))
+    )
 
 
 def warning_table(checks: list[dict]) -> str:
@@ -116,9 +137,16 @@ def main() -> int:
     parser.add_argument("--folds", nargs="*", default=[], help="folds (default: all, without-A/B/C)")
     parser.add_argument("--harmonise", default="auto", help="'auto', a site, or 'none'")
     parser.add_argument("--prepare-only", action="store_true", help="generate and embed, then stop")
-    parser.add_argument("--out", type=Path, default=WORK / "unseen_out")
+    parser.add_argument("--out", type=Path, default=WORK / "unseen_out", help="results and finished runs")
     parser.add_argument("--work", type=Path, default=WORK / "unseen")
     parser.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
+    parser.add_argument("--report-only", action="store_true", help="write the report from finished runs")
+    parser.add_argument(
+        "--variants-from", type=Path, help="an --out folder of a --calibration-variants run to report beside"
+    )
+    parser.add_argument(
+        "--calibration-variants", action="store_true", help="also score a calibration fitted on train + val"
+    )
     args = parser.parse_args()
     config = UnseenScannerConfig(
         work_dir=str(args.work),
@@ -126,16 +154,20 @@ def main() -> int:
         presets=tuple(args.presets),
         folds=tuple(args.folds),
         harmonise=None if args.harmonise == "none" else args.harmonise,
+        calibration_variants=args.calibration_variants,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     runs_path = args.out / "runs.jsonl"
     runs = load_runs(runs_path)
-    done = {(r["fold"], r["preset"].removesuffix(UNCALIBRATED), r["seed"]) for r in runs}
+    done = {(r["fold"], _base(r["preset"]), r["seed"]) for r in runs}
     start = time.perf_counter()
     checks: list[dict] = []
     for fold in make_folds(config):
-        data = prepare_fold(config, fold)
         checks_path = args.out / f"checks_{fold.name}.json"
+        if args.report_only:  # from the finished runs and checks on disk
+            checks += [{**c, "fold": fold.name} for c in json.loads(checks_path.read_text())]
+            continue
+        data = prepare_fold(config, fold)
         if not checks_path.exists():
             checks_path.write_text(
                 json.dumps(scanner_checks(data, fold, config.cache_dir or str(args.work / "features")))
@@ -165,11 +197,7 @@ def main() -> int:
     if args.prepare_only:
         return 0
     wanted = {(f.name, p) for f in make_folds(config) for p in fold_presets(config, f)}
-    runs = [
-        r
-        for r in runs
-        if (r["fold"], r["preset"].removesuffix(UNCALIBRATED)) in wanted and r["seed"] in config.seeds
-    ]
+    runs = [r for r in runs if (r["fold"], _base(r["preset"])) in wanted and r["seed"] in config.seeds]
     write_results(args.out, config, runs)
     rows = summarise(runs)
     summary = unseen_summary(rows)
@@ -182,11 +210,14 @@ def main() -> int:
         "training profiles, tested on X. Each fold's 12 test_ood patients are rendered by every training "
         "scanner of the fold and by each unseen one. *Calls changed*: patients whose call on that scanner "
         "differs from their call on the training scanners (majority of those renderings). ECE over 10 bins. "
-        f"Mean ± SD over {args.seeds} seeds.\n\n"
+        f"Mean ± SD over {args.seeds} seeds. Configurations run: "
+        + ", ".join(dict.fromkeys(f"`{_base(r['preset'])}`" for r in runs))
+        + " (every head scored calibrated, the default, and uncalibrated).\n\n"
         + profiles_table()
         + "\nOver all unseen test scanners (the three unseen profiles of `all` and the held-out profile of "
         "each `without-X` fold), mean over scanners of the seed means:\n\n"
         + summary_table(summary)
+        + variants_text(args.variants_from)
         + "\nPer fold and test scanner:\n\n"
         + markdown_table(rows)
         + "\n### The unlike-training warning\n\n"

@@ -51,6 +51,7 @@ from ..synthetic import UNSEEN_PROFILES, CohortConfig
 from .shortcut import ShortcutConfig, ShortcutData, prepare, train_preset, usable_presets
 
 UNCALIBRATED = " (uncalibrated)"  # suffix of a preset's results without the head's calibration
+ON_TRAIN_AND_VAL = " (calibrated on train+val)"  # calibration fitted on the training slides too
 SCANNER_METRICS = ("auc", "accuracy", "calls_changed", "ece", "p_tumour_tumour", "p_tumour_normal")
 
 
@@ -80,6 +81,7 @@ class UnseenScannerConfig:
     harmonise: str | None = "auto"
     workers: int = 2
     cache_dir: str | None = None  # default: <work_dir>/features
+    calibration_variants: bool = False  # also score a calibration fitted on train + val
 
 
 def make_folds(config: UnseenScannerConfig) -> list[Fold]:
@@ -225,11 +227,17 @@ def run_fold(
     """One result per (preset, seed) of ``fold``, as each finishes."""
     for preset in fold_presets(config, fold):
         for seed in config.seeds:
-            result = train_to_completion(train_preset(data, preset, seed, config.train))
+            trainer = train_preset(data, preset, seed, config.train)
+            result = train_to_completion(trainer)
             head = TrainedHead(result.model, result.config, result.standardiser)
-            heads = {preset: head}  # calibrated (the default) and, from the same training, without
+            heads = {preset: head}  # calibrated (the default) and, from the same training, the others
             if head.calibration() is not None:
                 heads[preset + UNCALIBRATED] = head.uncalibrated()
+            if config.calibration_variants:
+                on_both = trainer.calibration_on(data.bags["train"] + data.bags["val"])
+                heads[preset + ON_TRAIN_AND_VAL] = TrainedHead(
+                    result.model, replace(result.config, calibration=on_both), result.standardiser
+                )
             for name, chosen in heads.items():
                 yield {
                     "fold": fold.name,
@@ -300,7 +308,7 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def preset_description(preset: str) -> str:
-    base = preset.removesuffix(UNCALIBRATED)
+    base = preset.removesuffix(UNCALIBRATED).removesuffix(ON_TRAIN_AND_VAL)
     return LOSS_PRESETS[base].describe() if base in LOSS_PRESETS else preset
 
 

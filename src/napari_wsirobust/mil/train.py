@@ -621,14 +621,17 @@ class Trainer:
     def _calibration(self) -> dict[str, Any]:
         """The best model's calibration on the validation slides (empty when switched off or when a
         class has no validation slide)."""
-        if not self.config.calibrate:
-            return {}
+        return self.calibration_on(self.val_bags) if self.config.calibrate else {}
+
+    @torch.no_grad()
+    def calibration_on(self, bags: list[Bag]) -> dict[str, Any]:
+        """The best model's calibration fitted on ``bags`` (empty when a class has none of them)."""
         model = self.best_model()
         probs = [
             torch.softmax(model(torch.from_numpy(self._features(bag, bag.features))[None]), -1)[0].numpy()
-            for bag in self.val_bags
+            for bag in bags
         ]
-        fitted = fit_calibration(np.stack(probs), [b.label for b in self.val_bags]) if probs else None
+        fitted = fit_calibration(np.stack(probs), [b.label for b in bags]) if probs else None
         return fitted.to_dict() if fitted is not None else {}
 
     def _cohort_counts(self) -> dict[str, Any]:
