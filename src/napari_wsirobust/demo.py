@@ -54,6 +54,17 @@ def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
     return condition()
 
 
+def show_in_dock(widget: Any) -> None:
+    """Scroll the dock holding ``widget`` so that it is in view (a no-op outside a scroll area)."""
+    from qtpy.QtWidgets import QScrollArea
+
+    parent = widget.parentWidget()
+    while parent is not None and not isinstance(parent, QScrollArea):
+        parent = parent.parentWidget()
+    if parent is not None:
+        parent.ensureWidgetVisible(widget)
+
+
 def open_and_analyse(viewer: napari.Viewer, slide_path: str, name: str, timeout_s: float = 300.0) -> Any:
     """Open ``slide_path``, dock the Slide info and Analyse widgets, and analyse the whole slide with
     the bundled model; returns the Analyse widget (its ``current_result()`` holds the analysis)."""
@@ -116,6 +127,8 @@ def run_demo(cohort_dir: Path, out_dir: Path, headless: bool) -> int:
     wait_for(lambda: False, 1.0)
     notification_manager.records.clear()
     changed = overlay_change_fraction(viewer)
+    show_in_dock(analyse._result_label.native)  # the prediction, scrolled into view
+    wait_for(lambda: False, 0.5)
     shot = out_dir / "demo_screenshot.png"
     viewer.screenshot(str(shot), canvas_only=False, flash=False)
     result = analyse.current_result()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import (
     ComboBox,
+    Container,
     FileEdit,
     PushButton,
     RadioButtons,
@@ -95,7 +96,8 @@ class AnalyseWidget(WorkerDock):
         self._export = PushButton(text="Export GeoJSON + CSVs + PNG")
         self.lay_out(
             [
-                self._slide, self._model, self._model_card, self._model_dir, self._load_model,
+                self._slide, self._model, self._model_dir,
+                Container(widgets=[self._load_model, self._model_card], layout="horizontal", labels=False),
                 self._encoder, self._device,
                 self._scope, self._shapes, self._top_k, self._run, self._cancel, self._progress,
                 self._status, self._result_label, self._previous, self._next, self._export_dir,
