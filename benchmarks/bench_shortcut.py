@@ -26,6 +26,7 @@ from _report import machine_line, write_section  # noqa: E402
 from napari_wsirobust.cli import main as cli_main  # noqa: E402
 
 WORK = Path(__file__).resolve().parent / "_work"
+DEMO_NOTICE = "Demo model trained on synthetic tissue to try the plugin; not for diagnosis."
 OUT = WORK / "shortcut_out"
 
 
@@ -33,14 +34,22 @@ def save_demo_model(best: str, harmonise: str | None = None) -> Path:
     from napari_wsirobust.benchmarking import ShortcutConfig, prepare, train_preset
     from napari_wsirobust.mil import TrainConfig, train_to_completion
     from napari_wsirobust.models import DEMO_MODEL_DIR
+    from napari_wsirobust.stain import training_site_profiles
 
     data = prepare(
         ShortcutConfig(work_dir=str(WORK / "shortcut"), cache_dir=str(WORK / "features"), harmonise=harmonise)
     )
-    trainer = train_preset(data, best, seed=0, train=TrainConfig())
+    by_site: dict[str, list[str]] = {}
+    for row in data.table.split("train"):
+        by_site.setdefault(row.site, []).append(row.path)
+    sites = training_site_profiles(by_site)  # saved for the unlike-training check
+    trainer = train_preset(data, best, seed=0, train=TrainConfig(), site_profiles=sites)
     train_to_completion(trainer)
     tmp = DEMO_MODEL_DIR.parent / ".demo-build"
     folder = trainer.save(tmp)
+    config = json.loads((folder / "config.json").read_text())
+    config["notice"] = DEMO_NOTICE  # the demo says what it is next to every prediction
+    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     DEMO_MODEL_DIR.mkdir(exist_ok=True)
     for name in ("model.safetensors", "config.json"):
         (folder / name).replace(DEMO_MODEL_DIR / name)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ from ..mil import (
     train_to_completion,
 )
 from ..progress import ProgressCallback
-from ..stain import ScannerAugmentation, reference_for_slides
+from ..stain import ScannerAugmentation, StainProfile, reference_for_slides
 from ..synthetic import CohortConfig, generate_cohort
 
 METRICS = (
@@ -159,8 +159,15 @@ def flip_rate(bags: list[Bag], predicted: Sequence[int]) -> float:
     return float(np.mean([len(v) > 1 for v in multi])) if multi else float("nan")
 
 
-def train_preset(data: ShortcutData, preset: str, seed: int, train: TrainConfig) -> Trainer:
-    """A trainer for one named loss configuration and seed, on the benchmark's train/val bags."""
+def train_preset(
+    data: ShortcutData,
+    preset: str,
+    seed: int,
+    train: TrainConfig,
+    site_profiles: Mapping[str, StainProfile] | None = None,
+) -> Trainer:
+    """A trainer for one named loss configuration and seed, on the benchmark's train/val bags
+    (``site_profiles``: the training sites' colour profiles to save with the head)."""
     config = replace(train, seed=seed, losses=LOSS_PRESETS[preset])
     if data.source.harmonise:
         config = replace(config, validate_on_views=False)  # harmonised slides have no views
@@ -172,6 +179,7 @@ def train_preset(data: ShortcutData, preset: str, seed: int, train: TrainConfig)
         data.source,
         config,
         reference=data.bags[REFERENCE],
+        site_profiles=site_profiles,
     )
 
 
