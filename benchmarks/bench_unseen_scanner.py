@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -180,9 +181,7 @@ def main() -> int:
         ]
         if not pending:
             continue
-        todo = UnseenScannerConfig(
-            **{**config.__dict__, "presets": tuple(dict.fromkeys(p for p, _ in pending))}
-        )
+        todo = replace(config, presets=tuple(dict.fromkeys(p for p, _ in pending)))
         for run in run_fold(todo, fold, data):
             if (run["fold"], run["preset"], run["seed"]) in done:  # another preset's seed still to run
                 continue

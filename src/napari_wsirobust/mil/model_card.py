@@ -19,21 +19,9 @@ from typing import Any
 from ..stain import HarmonisationError, profile_from_dict
 from ..tiling import TilingConfig
 from .checkpoint import CheckpointConfig, load_checkpoint_config
+from .train import LOSS_TERMS
 
 NOT_RECORDED = "not recorded"
-# The weighted loss terms of a LossConfig (a test keeps them in step); their parameters are not terms.
-LOSS_TERMS = (
-    "instance",
-    "contrastive",
-    "adversarial",
-    "consistency",
-    "view_ce",
-    "view_align",
-    "aem",
-    "site_moment",
-    "paired_scan",
-    "annotated_tiles",
-)
 SPLITS = ("train", "val", "test", "reference")
 LABEL_WIDTH = 20
 TEXT_WIDTH = 100

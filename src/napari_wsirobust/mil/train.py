@@ -66,6 +66,22 @@ class TrainingError(WsiRobustError, ValueError):
     """Training cannot start with the data or configuration given."""
 
 
+# The weighted loss terms of a LossConfig, in order; the other fields are their parameters.
+LOSS_TERMS = (
+    "instance",
+    "contrastive",
+    "adversarial",
+    "consistency",
+    "view_ce",
+    "view_align",
+    "aem",
+    "site_moment",
+    "paired_scan",
+    "annotated_tiles",
+)
+ALWAYS_ON_TERMS = ("instance", "annotated_tiles")  # on by default: a preset's description leaves them out
+
+
 @dataclass(frozen=True)
 class LossConfig:
     """Weights of the loss terms (0 switches a term off) and their parameters."""
@@ -96,17 +112,8 @@ class LossConfig:
     def describe(self) -> str:
         parts = [
             f"{name}={getattr(self, name)}"
-            for name in (
-                "contrastive",
-                "adversarial",
-                "consistency",
-                "view_ce",
-                "view_align",
-                "aem",
-                "site_moment",
-                "paired_scan",
-            )
-            if getattr(self, name) > 0
+            for name in LOSS_TERMS
+            if name not in ALWAYS_ON_TERMS and getattr(self, name) > 0
         ]
         if self.site_standardise:
             parts.append("site-standardised")
